@@ -1,0 +1,42 @@
+package auth
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the service's Prometheus collectors. A nil *Metrics records nothing.
+type Metrics struct {
+	refreshes *prometheus.CounterVec
+	callers   *prometheus.CounterVec
+}
+
+// NewMetrics registers the service's collectors with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "auth_refresh_total",
+			Help: "Refresh operations run against the database, by result: rotated, replayed (reuse window), reused (family revoked), invalid, expired, revoked.",
+		}, []string{"result"}),
+		callers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "auth_refresh_callers_total",
+			Help: "Refresh requests answered, by whether they shared one operation with concurrent requests for the same token.",
+		}, []string{"shared"}),
+	}
+	reg.MustRegister(m.refreshes, m.callers)
+	return m
+}
+
+func (m *Metrics) result(r string) {
+	if m != nil {
+		m.refreshes.WithLabelValues(r).Inc()
+	}
+}
+
+func (m *Metrics) shared(shared bool) {
+	if m == nil {
+		return
+	}
+	if shared {
+		m.callers.WithLabelValues("true").Inc()
+	} else {
+		m.callers.WithLabelValues("false").Inc()
+	}
+}

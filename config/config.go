@@ -1,0 +1,79 @@
+// Package config reads the service's settings from the environment, once, at start.
+package config
+
+import (
+	"crypto/rand"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Config is every setting the service reads from its environment.
+type Config struct {
+	Port               int
+	DatabaseURL        string // a file path or file: URI selects SQLite, postgres:// PostgreSQL
+	RedisURL           string // empty: in-process locks
+	JWTSecret          []byte
+	JWTSecretGenerated bool // JWT_SECRET was unset and JWTSecret is random
+	AccessTTL          time.Duration
+	RefreshTTL         time.Duration
+	ReuseWindow        time.Duration
+	LockTimeout        time.Duration
+}
+
+// Load reads the configuration through getenv (os.Getenv in production). It
+// returns an error naming the variable for a value it cannot read.
+func Load(getenv func(string) string) (Config, error) {
+	c := Config{
+		DatabaseURL: getenv("DATABASE_URL"),
+		RedisURL:    getenv("REDIS_URL"),
+		JWTSecret:   []byte(getenv("JWT_SECRET")),
+	}
+	if c.DatabaseURL == "" {
+		c.DatabaseURL = "auth.db"
+	}
+	if len(c.JWTSecret) == 0 {
+		c.JWTSecret = []byte(rand.Text() + rand.Text())
+		c.JWTSecretGenerated = true
+	}
+
+	var err error
+	if c.Port, err = port(getenv("PORT")); err != nil {
+		return Config{}, err
+	}
+	for _, d := range []struct {
+		name, fallback string
+		dst            *time.Duration
+		zeroOK         bool
+	}{
+		{"JWT_EXPIRES_IN", "15m", &c.AccessTTL, false},
+		{"REFRESH_EXPIRES_IN", "7d", &c.RefreshTTL, false},
+		{"REFRESH_REUSE_WINDOW", "10s", &c.ReuseWindow, true},
+		{"LOCK_TIMEOUT", "5s", &c.LockTimeout, false},
+	} {
+		v := getenv(d.name)
+		if v == "" {
+			v = d.fallback
+		}
+		dur, err := ParseDuration(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("%s: %w", d.name, err)
+		}
+		if dur < 0 || (dur == 0 && !d.zeroOK) {
+			return Config{}, fmt.Errorf("%s: %q must be positive", d.name, v)
+		}
+		*d.dst = dur
+	}
+	return c, nil
+}
+
+func port(v string) (int, error) {
+	if v == "" {
+		return 3000, nil
+	}
+	p, err := strconv.Atoi(v)
+	if err != nil || p < 0 || p > 65535 {
+		return 0, fmt.Errorf("PORT: %q is not a port number (0-65535)", v)
+	}
+	return p, nil
+}

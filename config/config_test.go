@@ -1,0 +1,91 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseDuration(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"900", 900 * time.Second},
+		{"15m", 15 * time.Minute},
+		{"12h", 12 * time.Hour},
+		{"7d", 7 * 24 * time.Hour},
+		{"2w", 14 * 24 * time.Hour},
+		{"1y", 8766 * time.Hour},
+		{"250ms", 250 * time.Millisecond},
+		{"10s", 10 * time.Second},
+		{"1.5h", 90 * time.Minute},
+		{".5m", 30 * time.Second},
+		{"2 days", 48 * time.Hour},
+		{"1 Hour", time.Hour},
+		{"30 mins", 30 * time.Minute},
+		{" 15m ", 15 * time.Minute},
+		{"1h30m", 90 * time.Minute},
+		{"0", 0},
+		{"-1m", -time.Minute},
+	} {
+		got, err := ParseDuration(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v, nil", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"", "abc", "15 parsecs", "1e400d", "m", "15mm", "1..5h"} {
+		if got, err := ParseDuration(in); err == nil {
+			t.Errorf("ParseDuration(%q) = %v, nil; want an error", in, got)
+		}
+	}
+}
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(env(nil))
+	if err != nil {
+		t.Fatalf("Load() = %v", err)
+	}
+	if c.Port != 3000 || c.DatabaseURL != "auth.db" || c.RedisURL != "" ||
+		c.AccessTTL != 15*time.Minute || c.RefreshTTL != 7*24*time.Hour ||
+		c.ReuseWindow != 10*time.Second || c.LockTimeout != 5*time.Second {
+		t.Errorf("Load() = %+v, want the documented defaults", c)
+	}
+	if !c.JWTSecretGenerated || len(c.JWTSecret) < 32 {
+		t.Errorf("no JWT_SECRET: generated = %v, %d bytes; want a random secret of 32 bytes or more", c.JWTSecretGenerated, len(c.JWTSecret))
+	}
+	other, _ := Load(env(nil))
+	if string(other.JWTSecret) == string(c.JWTSecret) {
+		t.Error("two loads without JWT_SECRET gave the same secret")
+	}
+}
+
+func TestLoad(t *testing.T) {
+	c, err := Load(env(map[string]string{
+		"PORT": "8080", "DATABASE_URL": "postgres://x", "REDIS_URL": "redis://y", "JWT_SECRET": "s3cret",
+		"JWT_EXPIRES_IN": "900", "REFRESH_EXPIRES_IN": "30d", "REFRESH_REUSE_WINDOW": "0", "LOCK_TIMEOUT": "250ms",
+	}))
+	if err != nil {
+		t.Fatalf("Load() = %v", err)
+	}
+	if c.Port != 8080 || c.DatabaseURL != "postgres://x" || c.RedisURL != "redis://y" || string(c.JWTSecret) != "s3cret" ||
+		c.JWTSecretGenerated || c.AccessTTL != 15*time.Minute || c.RefreshTTL != 30*24*time.Hour ||
+		c.ReuseWindow != 0 || c.LockTimeout != 250*time.Millisecond {
+		t.Errorf("Load() = %+v", c)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	for _, tc := range []struct{ name, value string }{
+		{"PORT", "http"}, {"PORT", "70000"},
+		{"JWT_EXPIRES_IN", "soon"}, {"JWT_EXPIRES_IN", "0"}, {"REFRESH_EXPIRES_IN", "-1d"},
+		{"REFRESH_REUSE_WINDOW", "-5s"}, {"LOCK_TIMEOUT", "0"},
+	} {
+		_, err := Load(env(map[string]string{tc.name: tc.value}))
+		if err == nil || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("Load(%s=%q) = %v, want an error naming %s", tc.name, tc.value, err, tc.name)
+		}
+	}
+}

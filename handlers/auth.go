@@ -1,0 +1,167 @@
+package handlers
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tokenrelay/authsvc/models"
+)
+
+// userJSON is the public view of a user: the password hash never leaves.
+type userJSON struct {
+	ID        string  `json:"id"`
+	Email     string  `json:"email"`
+	Name      *string `json:"name"`
+	CreatedAt string  `json:"createdAt"`
+}
+
+func toUserJSON(u models.User) userJSON {
+	return userJSON{
+		ID:        u.ID,
+		Email:     u.Email,
+		Name:      u.Name,
+		CreatedAt: u.CreatedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"), // JSON.stringify(new Date())
+	}
+}
+
+type sessionJSON struct {
+	User         userJSON `json:"user"`
+	AccessToken  string   `json:"accessToken"`
+	RefreshToken string   `json:"refreshToken"`
+}
+
+type tokensJSON struct {
+	AccessToken  string `json:"accessToken"`
+	RefreshToken string `json:"refreshToken"`
+}
+
+// input validates the request body against dto and returns it.
+func input(c echo.Context, dto []field) (map[string]any, error) {
+	body, _ := c.Get(bodyKey).(*object)
+	if body == nil {
+		body = &object{vals: map[string]any{}}
+	}
+	if err := validate(body, dto); err != nil {
+		return nil, err
+	}
+	return body.vals, nil
+}
+
+func (s *server) register(c echo.Context) error {
+	in, err := input(c, registerDTO)
+	if err != nil {
+		return err
+	}
+	var name *string
+	if n, ok := in["name"].(string); ok {
+		name = &n
+	}
+	sess, err := s.auth.Register(c.Request().Context(), in["email"].(string), in["password"].(string), name)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, http.StatusCreated, sessionJSON{toUserJSON(sess.User), sess.AccessToken, sess.RefreshToken})
+}
+
+func (s *server) login(c echo.Context) error {
+	in, err := input(c, loginDTO)
+	if err != nil {
+		return err
+	}
+	sess, err := s.auth.Login(c.Request().Context(), in["email"].(string), in["password"].(string))
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, http.StatusOK, sessionJSON{toUserJSON(sess.User), sess.AccessToken, sess.RefreshToken})
+}
+
+func (s *server) refresh(c echo.Context) error {
+	in, err := input(c, refreshTokenDTO)
+	if err != nil {
+		return err
+	}
+	tokens, err := s.auth.Refresh(c.Request().Context(), in["refreshToken"].(string))
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, http.StatusOK, tokensJSON{tokens.AccessToken, tokens.RefreshToken})
+}
+
+func (s *server) logout(c echo.Context) error {
+	in, err := input(c, refreshTokenDTO)
+	if err != nil {
+		return err
+	}
+	if err := s.auth.Logout(c.Request().Context(), in["refreshToken"].(string)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *server) me(c echo.Context) error {
+	token, ok := bearerToken(c.Request().Header.Get(echo.HeaderAuthorization))
+	if !ok {
+		return errUnauthorized
+	}
+	u, err := s.auth.Authenticate(c.Request().Context(), token)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, http.StatusOK, toUserJSON(u))
+}
+
+// bearerToken reads the header as passport-jwt's fromAuthHeaderAsBearerToken
+// does: the scheme in any case, whitespace, the token; anything after the
+// token is ignored.
+func bearerToken(header string) (string, bool) {
+	scheme, rest, ok := strings.Cut(strings.TrimLeft(header, " \t"), " ")
+	if !ok {
+		scheme, rest, ok = strings.Cut(strings.TrimLeft(header, " \t"), "\t")
+	}
+	if !ok || !strings.EqualFold(scheme, "bearer") {
+		return "", false
+	}
+	fields := strings.Fields(rest)
+	if len(fields) == 0 {
+		return "", false
+	}
+	return fields[0], true
+}
+
+// healthJSON is @nestjs/terminus's health-check result.
+type healthJSON struct {
+	Status  string                   `json:"status"`
+	Info    map[string]indicatorJSON `json:"info"`
+	Error   map[string]indicatorJSON `json:"error"`
+	Details map[string]indicatorJSON `json:"details"`
+}
+
+type indicatorJSON struct {
+	Message string `json:"message,omitempty"`
+	Status  string `json:"status"`
+}
+
+func (s *server) health(c echo.Context) error {
+	ctx, cancel := contextWithTimeout(c, 2*time.Second)
+	defer cancel()
+	h := healthJSON{Status: "ok", Info: map[string]indicatorJSON{}, Error: map[string]indicatorJSON{}, Details: map[string]indicatorJSON{}}
+	db := indicatorJSON{Status: "up"}
+	if err := s.db.Ping(ctx); err != nil {
+		s.log.ErrorContext(ctx, "health check: database down", "error", err.Error())
+		db = indicatorJSON{Message: "database is not answering", Status: "down"}
+		h.Status = "error"
+		h.Error["database"] = db
+	} else {
+		h.Info["database"] = db
+	}
+	h.Details["database"] = db
+	c.Response().Header().Set("Cache-Control", "no-cache, no-store, must-revalidate")
+	status := http.StatusOK
+	if h.Status != "ok" {
+		status = http.StatusServiceUnavailable
+	}
+	return writeJSON(c, status, h)
+}

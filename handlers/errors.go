@@ -1,0 +1,138 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tokenrelay/authsvc/auth"
+	"github.com/tokenrelay/authsvc/mutex"
+)
+
+// httpError is an error whose message the client may see, in one of the
+// body shapes of NestJS.
+type httpError struct {
+	status  int
+	message any // a string, or the list of validation failures
+	shape   bodyShape
+}
+
+type bodyShape int
+
+const (
+	// nestShape is HttpException's: {"message", "error", "statusCode"}.
+	nestShape bodyShape = iota
+	// bareShape is the shape of an exception built without a message, like
+	// passport's 401: {"message", "statusCode"}.
+	bareShape
+	// parserShape is how Nest answers an Express body-parser error:
+	// {"statusCode", "message"}.
+	parserShape
+)
+
+func (e *httpError) Error() string {
+	if s, ok := e.message.(string); ok {
+		return s
+	}
+	return http.StatusText(e.status)
+}
+
+func newHTTPError(status int, message any) *httpError {
+	return &httpError{status: status, message: message}
+}
+
+func parserError(status int, message string) *httpError {
+	return &httpError{status: status, message: message, shape: parserShape}
+}
+
+var errUnauthorized = &httpError{status: http.StatusUnauthorized, message: "Unauthorized", shape: bareShape}
+
+// The bodies, with their keys in NestJS's order.
+type (
+	nestBody struct {
+		Message    any    `json:"message"`
+		Error      string `json:"error"`
+		StatusCode int    `json:"statusCode"`
+	}
+	bareBody struct {
+		Message    any `json:"message"`
+		StatusCode int `json:"statusCode"`
+	}
+	parserBody struct {
+		StatusCode int `json:"statusCode"`
+		Message    any `json:"message"`
+	}
+)
+
+// lockRetryAfter is the Retry-After, in seconds, of a 503 for a busy lock.
+const lockRetryAfter = 1
+
+// toHTTP maps an error to what the client sees. Domain errors have one
+// answer each; anything else is a 500 that tells nothing.
+func toHTTP(err error) *httpError {
+	var he *httpError
+	var ee *echo.HTTPError
+	switch {
+	case errors.As(err, &he):
+		return he
+	case errors.Is(err, auth.ErrInvalidToken), errors.Is(err, auth.ErrTokenReused):
+		return newHTTPError(http.StatusUnauthorized, "Invalid refresh token")
+	case errors.Is(err, auth.ErrInvalidCredentials):
+		return newHTTPError(http.StatusUnauthorized, "Invalid credentials")
+	case errors.Is(err, auth.ErrUnauthorized):
+		return errUnauthorized
+	case errors.Is(err, auth.ErrEmailTaken):
+		return newHTTPError(http.StatusConflict, "Email already registered")
+	case errors.Is(err, mutex.ErrLockTimeout):
+		return newHTTPError(http.StatusServiceUnavailable, "Too many concurrent refreshes of this token, retry shortly")
+	case errors.As(err, &ee) && ee.Code == http.StatusRequestEntityTooLarge:
+		return errTooLarge
+	}
+	return &httpError{status: http.StatusInternalServerError, message: "Internal server error", shape: parserShape}
+}
+
+// errorHandler is the server's echo.HTTPErrorHandler: it logs what the client
+// must not see, once, and writes the NestJS body.
+func (s *server) errorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	he := toHTTP(err)
+	if ee := (*echo.HTTPError)(nil); errors.As(err, &ee) && (ee.Code == http.StatusNotFound || ee.Code == http.StatusMethodNotAllowed) {
+		he = notFound(c) // echo's own "no route": Express answers 404 for both
+	}
+	ctx := c.Request().Context()
+	switch {
+	case he.status >= 500 && errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		// The client left; nobody reads the answer.
+		s.log.DebugContext(ctx, "client went away", "request_id", requestID(c))
+	case he.status == http.StatusServiceUnavailable:
+		c.Response().Header().Set("Retry-After", strconv.Itoa(lockRetryAfter))
+		s.log.WarnContext(ctx, "lock wait timed out", "request_id", requestID(c), "error", err.Error())
+	case he.status >= 500:
+		s.log.ErrorContext(ctx, "request failed", "request_id", requestID(c),
+			"method", c.Request().Method, "path", c.Request().URL.Path, "error", err.Error())
+	}
+	var body any
+	switch he.shape {
+	case nestShape:
+		body = nestBody{Message: he.message, Error: http.StatusText(he.status), StatusCode: he.status}
+	case bareShape:
+		body = bareBody{Message: he.message, StatusCode: he.status}
+	default:
+		body = parserBody{StatusCode: he.status, Message: he.message}
+	}
+	if err := writeJSON(c, he.status, body); err != nil {
+		s.log.DebugContext(ctx, "write error response", "error", err.Error())
+	}
+}
+
+// notFound is Express's answer to a route it does not have, method and
+// target exactly as sent.
+func notFound(c echo.Context) *httpError {
+	r := c.Request()
+	return newHTTPError(http.StatusNotFound, "Cannot "+r.Method+" "+r.RequestURI)
+}

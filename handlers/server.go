@@ -1,0 +1,197 @@
+// Package handlers is the HTTP face of the service: an echo server that
+// speaks the NestJS contract of API.md (routes, bodies, validation messages
+// and error shapes) over package auth.
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokenrelay/authsvc/auth"
+)
+
+// Pinger checks that the database answers. *models.DB satisfies it.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// LockStats reports on the lock service. *mutex.Memory satisfies it.
+type LockStats interface {
+	ActiveLockCount() int
+}
+
+// Deps is what the server is built from.
+type Deps struct {
+	Auth     *auth.Service
+	DB       Pinger
+	Locks    LockStats
+	Registry *prometheus.Registry // /metrics serves it; the server adds its own collectors
+	Logger   *slog.Logger
+}
+
+type server struct {
+	auth     *auth.Service
+	db       Pinger
+	registry *prometheus.Registry
+	log      *slog.Logger
+	requests *prometheus.HistogramVec
+}
+
+// NewServer returns the HTTP server of the service, routes, error handling,
+// logging and metrics installed. It does not listen; run it with Start or use
+// it as an http.Handler.
+func NewServer(d Deps) *echo.Echo {
+	s := &server{
+		auth:     d.Auth,
+		db:       d.DB,
+		registry: d.Registry,
+		log:      d.Logger.With("component", "http"),
+		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "http_request_duration_seconds",
+			Help:    "HTTP requests by method, route and status, with their duration.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"method", "route", "status"}),
+	}
+	d.Registry.MustRegister(s.requests, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "auth_refresh_active_locks",
+		Help: "Per-token refresh locks currently held.",
+	}, func() float64 { return float64(d.Locks.ActiveLockCount()) }))
+
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	e.Server.ReadHeaderTimeout = 10 * time.Second
+	e.Server.ReadTimeout = 30 * time.Second
+	e.Server.WriteTimeout = 30 * time.Second
+	e.Server.IdleTimeout = 60 * time.Second
+	e.Server.MaxHeaderBytes = 16 << 10 // Node's limit; larger headers get 431
+	e.Pre(s.recoverPanics, s.observe, expressPath, parseBody)
+	s.routes(e)
+	return e
+}
+
+// expressPath makes routing match as Express's does: path case does not
+// matter and one trailing slash is ignored. The 404 message keeps the target
+// as sent (RequestURI is left alone).
+func expressPath(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		u := c.Request().URL
+		u.Path = expressNormalize(u.Path)
+		if u.RawPath != "" {
+			u.RawPath = expressNormalize(u.RawPath)
+		}
+		return next(c)
+	}
+}
+
+func expressNormalize(p string) string {
+	if len(p) > 1 && strings.HasSuffix(p, "/") {
+		p = p[:len(p)-1]
+	}
+	return strings.ToLower(p)
+}
+
+// recoverPanics turns a panic in a handler into a logged 500; the client
+// sees nothing of it.
+func (s *server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				s.log.ErrorContext(c.Request().Context(), "panic in handler", "request_id", requestID(c), "panic", r)
+				err = errInternal
+			}
+		}()
+		return next(c)
+	}
+}
+
+var errInternal = &httpError{status: http.StatusInternalServerError, message: "Internal server error", shape: parserShape}
+
+const requestIDKey = "request_id"
+
+func requestID(c echo.Context) string {
+	id, _ := c.Get(requestIDKey).(string)
+	return id
+}
+
+// observe gives each request an ID (X-Request-Id, taken from the client when
+// it sends a sane one), logs it once it is answered and records its metrics.
+// It logs the path, never the query, the headers or the body, where tokens travel.
+func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		id := c.Request().Header.Get(echo.HeaderXRequestID)
+		if !saneRequestID(id) {
+			id = rand.Text()
+		}
+		c.Set(requestIDKey, id)
+		c.Response().Header().Set(echo.HeaderXRequestID, id)
+
+		err := next(c)
+		if err != nil {
+			c.Error(err) // answered here, so the log line below has the status
+		}
+		status := c.Response().Status
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		elapsed := time.Since(start)
+		s.requests.WithLabelValues(c.Request().Method, route, strconv.Itoa(status)).Observe(elapsed.Seconds())
+		level := slog.LevelInfo
+		if status >= 500 {
+			level = slog.LevelError
+		}
+		s.log.Log(c.Request().Context(), level, "request",
+			"request_id", id, "method", c.Request().Method, "path", c.Request().URL.Path,
+			"route", route, "status", status, "duration_ms", float64(elapsed.Microseconds())/1000)
+		return nil
+	}
+}
+
+func saneRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// writeJSON writes v as Express's res.json does: no trailing newline, <, >
+// and & unescaped, charset in the content type.
+func writeJSON(c echo.Context, status int, v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, "application/json; charset=utf-8")
+	h.Set(echo.HeaderContentLength, strconv.Itoa(len(b)))
+	c.Response().WriteHeader(status)
+	_, err := c.Response().Write(b)
+	return err
+}
+
+func contextWithTimeout(c echo.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.Request().Context(), d)
+}

@@ -1,0 +1,190 @@
+package handlers
+
+import (
+	"net/http"
+	"regexp"
+	"strings"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// A field is one property of a request DTO as class-validator checks it.
+type field struct {
+	name     string
+	optional bool   // @IsOptional(): null or missing skips every rule
+	rules    []rule // in the order class-validator reports them: the decorator nearest the property first
+}
+
+type rule struct {
+	ok  func(v any, present bool) bool
+	msg string // with the property name in place of $property
+}
+
+// The DTOs of the API, with the rules and messages of class-validator.
+var (
+	registerDTO = []field{
+		{name: "email", rules: []rule{isEmailRule("email")}},
+		{name: "password", rules: []rule{
+			{isByteLength(0, 72), "password's byte length must fall into (0, 72) range"},
+			{maxLength(72), "password must be shorter than or equal to 72 characters"},
+			{minLength(8), "password must be longer than or equal to 8 characters"},
+			isStringRule("password"),
+		}},
+		{name: "name", optional: true, rules: []rule{
+			{maxLength(100), "name must be shorter than or equal to 100 characters"},
+			isStringRule("name"),
+		}},
+	}
+	loginDTO = []field{
+		{name: "email", rules: []rule{isEmailRule("email")}},
+		{name: "password", rules: []rule{isNotEmptyRule("password"), isStringRule("password")}},
+	}
+	refreshTokenDTO = []field{
+		{name: "refreshToken", rules: []rule{isNotEmptyRule("refreshToken"), isStringRule("refreshToken")}},
+	}
+)
+
+// validate checks body against a DTO the way NestJS's ValidationPipe with
+// whitelist and forbidNonWhitelisted does, and returns the 400 it would
+// answer, or nil. Unknown properties come first, in body order, then each
+// field's failures in declaration order.
+func validate(body *object, dto []field) error {
+	var msgs []string
+	for _, k := range body.keys {
+		if !declared(dto, k) && k != "__proto__" && k != "constructor" {
+			msgs = append(msgs, "property "+k+" should not exist")
+		}
+	}
+	for _, f := range dto {
+		v, present := body.vals[f.name]
+		if f.optional && v == nil {
+			continue
+		}
+		for _, r := range f.rules {
+			if !r.ok(v, present) {
+				msgs = append(msgs, r.msg)
+			}
+		}
+	}
+	if msgs == nil {
+		return nil
+	}
+	return newHTTPError(http.StatusBadRequest, msgs)
+}
+
+func declared(dto []field, key string) bool {
+	for _, f := range dto {
+		if f.name == key {
+			return true
+		}
+	}
+	return false
+}
+
+func isStringRule(name string) rule {
+	return rule{func(v any, _ bool) bool { _, ok := v.(string); return ok }, name + " must be a string"}
+}
+
+func isNotEmptyRule(name string) rule {
+	return rule{func(v any, present bool) bool { return present && v != nil && v != "" }, name + " should not be empty"}
+}
+
+func isEmailRule(name string) rule {
+	return rule{func(v any, _ bool) bool { s, ok := v.(string); return ok && isEmail(s) }, name + " must be an email"}
+}
+
+func minLength(n int) func(any, bool) bool {
+	return func(v any, _ bool) bool { s, ok := v.(string); return ok && jsLength(s) >= n }
+}
+
+func maxLength(n int) func(any, bool) bool {
+	return func(v any, _ bool) bool { s, ok := v.(string); return ok && jsLength(s) <= n }
+}
+
+func isByteLength(lo, hi int) func(any, bool) bool {
+	return func(v any, _ bool) bool { s, ok := v.(string); return ok && len(s) >= lo && len(s) <= hi }
+}
+
+// jsLength is validator.js's isLength count: characters, where an astral
+// character is one and a variation selector after a character is none.
+func jsLength(s string) int {
+	rs := []rune(s)
+	n := len(rs)
+	for i := 0; i+1 < len(rs); i++ {
+		if !isVariationSelector(rs[i]) && isVariationSelector(rs[i+1]) {
+			n--
+			i++
+		}
+	}
+	return n
+}
+
+func isVariationSelector(r rune) bool { return r == '\uFE0E' || r == '\uFE0F' }
+
+// utf16Len is a string's length in JavaScript.
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		n += utf16.RuneLen(r)
+	}
+	return n
+}
+
+// The character classes of validator.js 13 (isEmail and isFQDN with their
+// default options), in Go's regexp syntax.
+var (
+	emailUserUTF8Part   = regexp.MustCompile("(?i)^[a-z\\d!#$%&'*+\\-/=?^_`{|}~\u00A1-\uD7FF\uF900-\uFDCF\uFDF0-\uFFEF]+$")
+	quotedEmailUserUTF8 = regexp.MustCompile("(?i)^(?:[\\s\x01-\x08\x0b\x0c\x0e-\x1f\x7f\x21\x23-\x5b\x5d-\x7e\u00A0-\uD7FF\uF900-\uFDCF\uFDF0-\uFFEF]|\\\\[\x01-\x09\x0b\x0c\x0d-\x7f\u00A0-\uD7FF\uF900-\uFDCF\uFDF0-\uFFEF])*$")
+	fqdnTLD             = regexp.MustCompile("(?i)^(?:[a-z\u00A1-\u00A8\u00AA-\uD7FF\uF900-\uFDCF\uFDF0-\uFFEF]{2,}|xn[a-z0-9-]{2,})$")
+	fqdnPart            = regexp.MustCompile("(?i)^[a-z_\u00a1-\uffff0-9-]+$")
+	fullWidth           = regexp.MustCompile("[\uff01-\uff5e]")
+	allDigits           = regexp.MustCompile(`^\d+$`)
+)
+
+// isEmail is validator.js's isEmail with its default options, which
+// class-validator's @IsEmail() uses.
+func isEmail(s string) bool {
+	if !utf8.ValidString(s) || utf16Len(s) > 254 {
+		return false
+	}
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return false
+	}
+	user, domain := s[:at], s[at+1:]
+	if len(user) > 64 || len(domain) > 254 || !isFQDN(domain) {
+		return false
+	}
+	if user != "" && user[0] == '"' && user[len(user)-1] == '"' {
+		inner := ""
+		if len(user) > 1 {
+			inner = user[1 : len(user)-1]
+		}
+		return quotedEmailUserUTF8.MatchString(inner)
+	}
+	for part := range strings.SplitSeq(user, ".") {
+		if !emailUserUTF8Part.MatchString(part) {
+			return false
+		}
+	}
+	return true
+}
+
+// isJSSpace is JavaScript's \s.
+func isJSSpace(r rune) bool { return unicode.IsSpace(r) || r == '\uFEFF' }
+
+func isFQDN(s string) bool {
+	parts := strings.Split(s, ".")
+	tld := parts[len(parts)-1]
+	if len(parts) < 2 || !fqdnTLD.MatchString(tld) || strings.IndexFunc(tld, isJSSpace) >= 0 || allDigits.MatchString(tld) {
+		return false
+	}
+	for _, part := range parts {
+		if utf16Len(part) > 63 || !fqdnPart.MatchString(part) || fullWidth.MatchString(part) ||
+			strings.HasPrefix(part, "-") || strings.HasSuffix(part, "-") || strings.Contains(part, "_") {
+			return false
+		}
+	}
+	return true
+}

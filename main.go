@@ -1,0 +1,105 @@
+// Command authsvc is a token-refresh auth service: a drop-in replacement for
+// a NestJS auth module whose refresh endpoint never fails under concurrency.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tokenrelay/authsvc/auth"
+	"github.com/tokenrelay/authsvc/config"
+	"github.com/tokenrelay/authsvc/handlers"
+	"github.com/tokenrelay/authsvc/models"
+	"github.com/tokenrelay/authsvc/mutex"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stdout, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "authsvc:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the service and serves until ctx ends, then shuts down
+// gracefully: it stops accepting, lets requests in flight finish, and closes
+// the database. When ready is not nil, run sends it the address it listens on.
+func run(ctx context.Context, getenv func(string) string, stdout io.Writer, ready chan<- net.Addr) error {
+	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	if cfg.JWTSecretGenerated {
+		log.Warn("JWT_SECRET is not set: using a random secret for this process; tokens will not survive a restart or verify on other instances")
+	}
+	if cfg.RedisURL != "" {
+		return errors.New("REDIS_URL: the Redis-backed lock is not available in this version; unset it to use the in-process lock")
+	}
+
+	db, err := models.Open(ctx, cfg.DatabaseURL, log)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	locks := mutex.NewMemory(cfg.LockTimeout)
+	svc, err := auth.NewService(db, locks, auth.Config{
+		Secret:      cfg.JWTSecret,
+		AccessTTL:   cfg.AccessTTL,
+		RefreshTTL:  cfg.RefreshTTL,
+		ReuseWindow: cfg.ReuseWindow,
+		WorkTimeout: cfg.LockTimeout + 10*time.Second,
+		Logger:      log,
+		Metrics:     auth.NewMetrics(registry),
+	})
+	if err != nil {
+		return err
+	}
+	e := handlers.NewServer(handlers.Deps{Auth: svc, DB: db, Locks: locks, Registry: registry, Logger: log})
+
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	if err != nil {
+		return err
+	}
+	e.Listener = ln
+	log.Info("listening", "addr", ln.Addr().String(), "database", db.Dialect(), "lock", "memory")
+	if ready != nil {
+		ready <- ln.Addr()
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- e.Start("") }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing requests in flight")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := e.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

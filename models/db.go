@@ -1,0 +1,153 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"runtime"
+	"strings"
+	"time"
+
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// DB is the service's database: a connection pool for writes and one for
+// reads. On SQLite the write pool has a single connection, so writers queue in
+// Go instead of spinning on SQLite's busy handler, and every write transaction
+// starts as BEGIN IMMEDIATE; on PostgreSQL both pools are the same.
+type DB struct {
+	write   *gorm.DB
+	read    *gorm.DB
+	dialect string
+}
+
+// sqlitePragmas are the settings of every SQLite connection: WAL lets readers
+// run beside the writer, _txlock=immediate takes the write lock at BEGIN (a
+// read that upgrades to a write would fail with "database is locked" instead of
+// waiting), synchronous=FULL makes a committed rotation survive a power cut,
+// and busy_timeout covers other processes on the same file.
+var sqlitePragmas = [][2]string{
+	{"_journal_mode", "WAL"},
+	{"_busy_timeout", "10000"},
+	{"_synchronous", "FULL"},
+	{"_txlock", "immediate"},
+	{"_foreign_keys", "on"},
+}
+
+// Open connects to the database that url names (postgres:// or postgresql://
+// for PostgreSQL, anything else is an SQLite file path or file: URI) and
+// creates or updates the schema.
+func Open(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
+	cfg := &gorm.Config{
+		Logger: logger.NewSlogLogger(log.With("component", "gorm"), logger.Config{
+			SlowThreshold:             500 * time.Millisecond,
+			LogLevel:                  logger.Warn,
+			IgnoreRecordNotFoundError: true,
+			ParameterizedQueries:      true, // values hold hashes: never log them
+		}),
+		TranslateError:         true,
+		SkipDefaultTransaction: true,
+		PrepareStmt:            true,
+		NowFunc:                func() time.Time { return time.Now().UTC() },
+	}
+
+	db := &DB{}
+	var err error
+	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+		db.dialect = "postgres"
+		if db.write, err = gorm.Open(postgres.Open(url), cfg); err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		db.read = db.write
+		sqlDB, _ := db.write.DB()
+		sqlDB.SetMaxOpenConns(32)
+		sqlDB.SetMaxIdleConns(32)
+	} else {
+		db.dialect = "sqlite"
+		dsn, err := sqliteDSN(url)
+		if err != nil {
+			return nil, err
+		}
+		if db.write, err = gorm.Open(sqlite.Open(dsn), cfg); err != nil {
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
+		w, _ := db.write.DB()
+		w.SetMaxOpenConns(1)
+		w.SetConnMaxIdleTime(0)
+		if db.read, err = gorm.Open(sqlite.Open(dsn), cfg); err != nil {
+			_ = w.Close()
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
+		r, _ := db.read.DB()
+		n := max(4, 2*runtime.GOMAXPROCS(0))
+		r.SetMaxOpenConns(n)
+		r.SetMaxIdleConns(n)
+	}
+	if err := db.Ping(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if err := db.write.WithContext(ctx).AutoMigrate(&User{}, &RefreshToken{}); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("migrate schema: %w", err)
+	}
+	return db, nil
+}
+
+// sqliteDSN adds the service's pragmas to a path or file: URI, keeping any the
+// user set. "sqlite://path" and "sqlite:path" are accepted as well.
+func sqliteDSN(raw string) (string, error) {
+	raw = strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite://"), "sqlite:")
+	if raw == "" || raw == ":memory:" || strings.Contains(raw, "mode=memory") {
+		// Every pooled connection would get its own empty database.
+		return "", errors.New("sqlite: an in-memory database cannot be shared by the connection pool; use a file")
+	}
+	path, query, _ := strings.Cut(raw, "?")
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return "", fmt.Errorf("sqlite: parse options of %q: %w", path, err)
+	}
+	for _, p := range sqlitePragmas {
+		if !q.Has(p[0]) {
+			q.Set(p[0], p[1])
+		}
+	}
+	return path + "?" + q.Encode(), nil
+}
+
+// Dialect names the database: "sqlite" or "postgres".
+func (db *DB) Dialect() string { return db.dialect }
+
+// Ping checks that the database answers a query.
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	if err := db.read.WithContext(ctx).Raw("SELECT 1").Scan(&one).Error; err != nil {
+		return fmt.Errorf("ping %s: %w", db.dialect, err)
+	}
+	return nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	var errs []error
+	for _, g := range []*gorm.DB{db.write, db.read} {
+		if g == nil {
+			continue
+		}
+		if s, err := g.DB(); err == nil {
+			errs = append(errs, s.Close())
+		}
+		if db.read == db.write {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Gorm returns the write pool, for tests and tools that need raw access.
+func (db *DB) Gorm() *gorm.DB { return db.write }
