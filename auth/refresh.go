@@ -101,7 +101,7 @@ func (s *Service) rotate(ctx context.Context, presented string, hash []byte) (To
 // replay answers a token that was already rotated: its successor again within
 // the reuse window while the successor is unused, otherwise reuse detection.
 func (s *Service) replay(ctx context.Context, presented string, st models.TokenState, now time.Time) (Tokens, error) {
-	if now.Sub(*st.RotatedAt) <= s.reuseWindow && st.SuccessorActive(now) {
+	if now.Sub(*st.RotatedAt) < s.reuseWindow && st.SuccessorActive(now) {
 		successor, err := openSuccessor(presented, st.SuccessorSealed, st.SuccessorHash)
 		if err == nil {
 			s.metrics.result("replayed")

@@ -1,0 +1,344 @@
+// Package tests holds black-box tests of the service: each builds the real
+// server through handlers.NewServer over a real database and talks to it over
+// HTTP.
+package tests
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/tokenrelay/authsvc/auth"
+	"github.com/tokenrelay/authsvc/handlers"
+	"github.com/tokenrelay/authsvc/models"
+	"github.com/tokenrelay/authsvc/mutex"
+)
+
+const testSecret = "test-secret-do-not-use"
+
+// app is one running service: a real HTTP server over a fresh database.
+type app struct {
+	URL         string
+	DatabaseURL string
+	DB          *models.DB
+	Locks       *mutex.Memory
+	Registry    *prometheus.Registry
+	Logs        *syncBuffer
+	Clock       *clock
+	Server      *httptest.Server
+	client      *http.Client
+}
+
+type appConfig struct {
+	databaseURL string // "" : a fresh SQLite file
+	reuseWindow time.Duration
+	lockTimeout time.Duration
+	accessTTL   time.Duration
+	refreshTTL  time.Duration
+}
+
+func defaultConfig() appConfig {
+	return appConfig{reuseWindow: 10 * time.Second, lockTimeout: 5 * time.Second, accessTTL: 15 * time.Minute, refreshTTL: 7 * 24 * time.Hour}
+}
+
+// newApp starts a service for one test; it stops with the test.
+func newApp(t testing.TB, cfg appConfig) *app {
+	t.Helper()
+	if cfg.databaseURL == "" {
+		cfg.databaseURL = filepath.Join(t.TempDir(), "auth.db")
+	}
+	logs := &syncBuffer{}
+	log := newLogger(logs)
+	db, err := models.Open(t.Context(), cfg.databaseURL, log)
+	if err != nil {
+		t.Fatalf("models.Open: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+
+	clk := newClock()
+	registry := prometheus.NewRegistry()
+	locks := mutex.NewMemory(cfg.lockTimeout)
+	svc, err := auth.NewService(db, locks, auth.Config{
+		Secret:      []byte(testSecret),
+		AccessTTL:   cfg.accessTTL,
+		RefreshTTL:  cfg.refreshTTL,
+		ReuseWindow: cfg.reuseWindow,
+		BcryptCost:  bcrypt.MinCost, // the cost is bcrypt's business, not these tests'
+		Now:         clk.Now,
+		Logger:      log,
+		Metrics:     auth.NewMetrics(registry),
+	})
+	if err != nil {
+		t.Fatalf("auth.NewService: %v", err)
+	}
+	e := handlers.NewServer(handlers.Deps{Auth: svc, DB: db, Locks: locks, Registry: registry, Logger: log})
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	return &app{
+		URL: srv.URL, DatabaseURL: cfg.databaseURL, DB: db, Locks: locks, Registry: registry, Logs: logs, Clock: clk, Server: srv,
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1000}, Timeout: 30 * time.Second},
+	}
+}
+
+// databases runs fn once per database under test: SQLite always, PostgreSQL
+// when TEST_POSTGRES_URL names a server.
+func databases(t *testing.T, fn func(t *testing.T, databaseURL string)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, "") })
+	t.Run("postgres", func(t *testing.T) { fn(t, postgresSchema(t)) })
+}
+
+// postgresSchema returns a URL of TEST_POSTGRES_URL's server whose
+// search_path is a schema of this test's own, dropped when the test ends.
+func postgresSchema(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("TEST_POSTGRES_URL")
+	if base == "" {
+		t.Skip("TEST_POSTGRES_URL is not set")
+	}
+	admin, err := gorm.Open(postgres.Open(base), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		t.Fatalf("connect to TEST_POSTGRES_URL: %v", err)
+	}
+	schema := "t_" + strings.ToLower(rand.Text()[:16])
+	if err := admin.Exec("CREATE SCHEMA " + schema).Error; err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		admin.Exec("DROP SCHEMA " + schema + " CASCADE")
+		if s, err := admin.DB(); err == nil {
+			s.Close()
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("TEST_POSTGRES_URL: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// response is an HTTP answer, read whole.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r response) String() string { return fmt.Sprintf("%d %s", r.Status, r.Body) }
+
+// json decodes the body into a fresh map.
+func (r response) json(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("body %q is not a JSON object: %v", r.Body, err)
+	}
+	return m
+}
+
+// do sends a request; a transport error is returned, not fatal, so that
+// goroutines can report it.
+func (a *app) do(method, path, contentType string, body io.Reader, header ...string) (response, error) {
+	req, err := http.NewRequest(method, a.URL+path, body)
+	if err != nil {
+		return response{}, err
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := a.client.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	return response{Status: res.StatusCode, Header: res.Header, Body: b}, err
+}
+
+// postJSON posts v (a string is sent as it is) as application/json.
+func (a *app) postJSON(path string, v any) (response, error) {
+	var b []byte
+	if s, ok := v.(string); ok {
+		b = []byte(s)
+	} else {
+		var err error
+		if b, err = json.Marshal(v); err != nil {
+			return response{}, err
+		}
+	}
+	return a.do(http.MethodPost, path, "application/json", bytes.NewReader(b))
+}
+
+func (a *app) mustPost(t testing.TB, path string, v any) response {
+	t.Helper()
+	r, err := a.postJSON(path, v)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	return r
+}
+
+type session struct {
+	User         map[string]any
+	AccessToken  string
+	RefreshToken string
+}
+
+var userSeq atomic.Int64
+
+// register creates a fresh user and returns its session.
+func (a *app) register(t testing.TB) session {
+	t.Helper()
+	email := fmt.Sprintf("user%d-%s@example.com", userSeq.Add(1), strings.ToLower(rand.Text()[:6]))
+	r := a.mustPost(t, "/auth/register", map[string]any{"email": email, "password": "password123"})
+	if r.Status != http.StatusCreated {
+		t.Fatalf("register: %s", r)
+	}
+	m := r.json(t)
+	return session{User: m["user"].(map[string]any), AccessToken: m["accessToken"].(string), RefreshToken: m["refreshToken"].(string)}
+}
+
+// refresh posts a refresh and returns the answer.
+func (a *app) refresh(token string) (response, error) {
+	return a.postJSON("/auth/refresh", map[string]string{"refreshToken": token})
+}
+
+func (a *app) mustRefresh(t testing.TB, token string) response {
+	t.Helper()
+	r, err := a.refresh(token)
+	if err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	return r
+}
+
+// newToken returns the refresh token of a 200 refresh answer.
+func newToken(t testing.TB, r response) string {
+	t.Helper()
+	if r.Status != http.StatusOK {
+		t.Fatalf("refresh = %s, want 200", r)
+	}
+	tok, _ := r.json(t)["refreshToken"].(string)
+	if tok == "" {
+		t.Fatalf("refresh answer %s has no refreshToken", r.Body)
+	}
+	return tok
+}
+
+// counter reads a counter of the app's registry.
+func (a *app) counter(t testing.TB, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := a.Registry.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
+}
+
+// familyRows counts the stored refresh tokens of the family of token.
+func (a *app) familyRows(t testing.TB, token string) int64 {
+	t.Helper()
+	h := sha256.Sum256([]byte(token))
+	var n int64
+	err := a.DB.Gorm().Raw(`SELECT COUNT(*) FROM refresh_tokens WHERE family_id =
+		(SELECT family_id FROM refresh_tokens WHERE token_hash = ?)`, h[:]).Scan(&n).Error
+	if err != nil {
+		t.Fatalf("count family rows: %v", err)
+	}
+	return n
+}
+
+// lockKey is the lock key of a refresh token, as the service builds it.
+func lockKey(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return "refresh_token_" + hex.EncodeToString(h[:])
+}
+
+// clock is a settable clock for the service.
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Now().UnixNano())
+	return c
+}
+
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// syncBuffer collects log output from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// newHTTPServer serves h for one test, with the app's client settings.
+func newHTTPServer(t testing.TB, h http.Handler) *app {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &app{URL: srv.URL, Server: srv, client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1000}, Timeout: 30 * time.Second}}
+}
+
+// newLogger logs everything, debug included, to w: tests read it for what
+// must never be there.
+func newLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}

@@ -1,0 +1,328 @@
+package tests
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tokenrelay/authsvc/auth"
+	"github.com/tokenrelay/authsvc/handlers"
+	"github.com/tokenrelay/authsvc/models"
+	"github.com/tokenrelay/authsvc/mutex"
+)
+
+const invalidRefresh = `{"message":"Invalid refresh token","error":"Unauthorized","statusCode":401}`
+
+func wantInvalid(t *testing.T, what string, r response) {
+	t.Helper()
+	if r.Status != http.StatusUnauthorized || string(r.Body) != invalidRefresh {
+		t.Errorf("%s = %s, want 401 %s", what, r, invalidRefresh)
+	}
+}
+
+func TestRefreshRotation(t *testing.T) {
+	databases(t, func(t *testing.T, databaseURL string) {
+		cfg := defaultConfig()
+		cfg.databaseURL = databaseURL
+		a := newApp(t, cfg)
+
+		t.Run("rotates to a new working pair", func(t *testing.T) {
+			s := a.register(t)
+			r := a.mustRefresh(t, s.RefreshToken)
+			next := newToken(t, r)
+			if next == s.RefreshToken || len(next) < 43 {
+				t.Fatalf("successor %q: want a new token of 256 bits or more", next)
+			}
+			access, _ := r.json(t)["accessToken"].(string)
+			if me, _ := a.do(http.MethodGet, "/auth/me", "", nil, "Authorization", "Bearer "+access); me.Status != http.StatusOK {
+				t.Errorf("/auth/me with the refreshed access token = %s", me)
+			}
+			newToken(t, a.mustRefresh(t, next))
+		})
+
+		t.Run("reuse window returns the same successor", func(t *testing.T) {
+			s := a.register(t)
+			first := newToken(t, a.mustRefresh(t, s.RefreshToken))
+			a.Clock.Advance(9 * time.Second)
+			if again := newToken(t, a.mustRefresh(t, s.RefreshToken)); again != first {
+				t.Fatalf("replay within the window = %q, want the same successor %q", again, first)
+			}
+			if rows := a.familyRows(t, s.RefreshToken); rows != 2 {
+				t.Errorf("family rows after a replay = %d, want 2", rows)
+			}
+			newToken(t, a.mustRefresh(t, first)) // the successor still works
+		})
+
+		t.Run("replay after the window revokes the family", func(t *testing.T) {
+			s := a.register(t)
+			next := newToken(t, a.mustRefresh(t, s.RefreshToken))
+			a.Clock.Advance(11 * time.Second)
+			wantInvalid(t, "replay after the window", a.mustRefresh(t, s.RefreshToken))
+			wantInvalid(t, "the successor after reuse was detected", a.mustRefresh(t, next))
+		})
+
+		t.Run("replay after the successor was used revokes the family", func(t *testing.T) {
+			s := a.register(t)
+			t1 := newToken(t, a.mustRefresh(t, s.RefreshToken))
+			t2 := newToken(t, a.mustRefresh(t, t1))
+			wantInvalid(t, "replay of the first token", a.mustRefresh(t, s.RefreshToken))
+			wantInvalid(t, "the newest token after reuse was detected", a.mustRefresh(t, t2))
+		})
+
+		t.Run("replay after logout is refused", func(t *testing.T) {
+			s := a.register(t)
+			t1 := newToken(t, a.mustRefresh(t, s.RefreshToken))
+			if r := a.mustPost(t, "/auth/logout", map[string]string{"refreshToken": t1}); r.Status != http.StatusNoContent {
+				t.Fatalf("logout = %s", r)
+			}
+			wantInvalid(t, "replay within the window of a logged-out family", a.mustRefresh(t, s.RefreshToken))
+		})
+
+		t.Run("expired token", func(t *testing.T) {
+			s := a.register(t)
+			a.Clock.Advance(7*24*time.Hour + time.Second)
+			wantInvalid(t, "refresh after REFRESH_EXPIRES_IN", a.mustRefresh(t, s.RefreshToken))
+		})
+
+		t.Run("unknown token", func(t *testing.T) {
+			wantInvalid(t, "refresh of a token never issued", a.mustRefresh(t, "not-a-token-this-server-issued"))
+		})
+
+		t.Run("other families are untouched by reuse", func(t *testing.T) {
+			s := a.register(t)
+			login := a.mustPost(t, "/auth/login", map[string]string{"email": s.User["email"].(string), "password": "password123"})
+			other := login.json(t)["refreshToken"].(string)
+			newToken(t, a.mustRefresh(t, s.RefreshToken))
+			a.Clock.Advance(time.Minute)
+			wantInvalid(t, "reuse", a.mustRefresh(t, s.RefreshToken))
+			newToken(t, a.mustRefresh(t, other))
+		})
+	})
+}
+
+func TestRefreshWithoutReuseWindow(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.reuseWindow = 0
+	a := newApp(t, cfg)
+	s := a.register(t)
+	next := newToken(t, a.mustRefresh(t, s.RefreshToken))
+	wantInvalid(t, "immediate replay with REFRESH_REUSE_WINDOW=0", a.mustRefresh(t, s.RefreshToken))
+	wantInvalid(t, "successor after reuse", a.mustRefresh(t, next))
+}
+
+func TestLogout(t *testing.T) {
+	a := newApp(t, defaultConfig())
+	logout := func(token string) response {
+		t.Helper()
+		return a.mustPost(t, "/auth/logout", map[string]string{"refreshToken": token})
+	}
+	s := a.register(t)
+	t1 := newToken(t, a.mustRefresh(t, s.RefreshToken))
+	t2 := newToken(t, a.mustRefresh(t, t1))
+	login := a.mustPost(t, "/auth/login", map[string]string{"email": s.User["email"].(string), "password": "password123"})
+	otherFamily := login.json(t)["refreshToken"].(string)
+
+	r := logout(t1) // a rotated token names its family too
+	if r.Status != http.StatusNoContent || len(r.Body) != 0 {
+		t.Fatalf("logout = %s, want 204 and no body", r)
+	}
+	for name, tok := range map[string]string{"original": s.RefreshToken, "rotated": t1, "current": t2} {
+		wantInvalid(t, "refresh with the "+name+" token after logout", a.mustRefresh(t, tok))
+	}
+	newToken(t, a.mustRefresh(t, otherFamily)) // another login's family lives on
+
+	for name, tok := range map[string]string{"again": t2, "unknown": "garbage"} {
+		if r := logout(tok); r.Status != http.StatusNoContent {
+			t.Errorf("logout %s = %s, want 204 (idempotent)", name, r)
+		}
+	}
+}
+
+func TestAccessTokenExpiry(t *testing.T) {
+	a := newApp(t, defaultConfig())
+	s := a.register(t)
+	me := func() response {
+		r, err := a.do(http.MethodGet, "/auth/me", "", nil, "Authorization", "Bearer "+s.AccessToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := me(); r.Status != http.StatusOK {
+		t.Fatalf("/auth/me = %s", r)
+	}
+	a.Clock.Advance(15*time.Minute + time.Second)
+	if r := me(); r.Status != http.StatusUnauthorized || string(r.Body) != `{"message":"Unauthorized","statusCode":401}` {
+		t.Errorf("/auth/me after JWT_EXPIRES_IN = %s, want passport's 401", r)
+	}
+}
+
+// TestRefreshIsolation refreshes many tokens in parallel: each rotates once,
+// to its own successor.
+func TestRefreshIsolation(t *testing.T) {
+	databases(t, func(t *testing.T, databaseURL string) {
+		cfg := defaultConfig()
+		cfg.databaseURL = databaseURL
+		a := newApp(t, cfg)
+		const users, perToken = 50, 4
+		tokens := make([]string, users)
+		for i := range tokens {
+			tokens[i] = a.register(t).RefreshToken
+		}
+		start := make(chan struct{})
+		type result struct {
+			i   int
+			r   response
+			err error
+		}
+		results := make(chan result, users*perToken)
+		var wg sync.WaitGroup
+		for i, tok := range tokens {
+			for range perToken {
+				wg.Go(func() {
+					<-start
+					r, err := a.refresh(tok)
+					results <- result{i, r, err}
+				})
+			}
+		}
+		close(start)
+		wg.Wait()
+		close(results)
+		successor := map[int]string{}
+		seen := map[string]int{}
+		for res := range results {
+			if res.err != nil || res.r.Status != http.StatusOK {
+				t.Errorf("refresh of token %d = %v %v, want 200", res.i, res.r, res.err)
+				continue
+			}
+			tok := newToken(t, res.r)
+			if prev, ok := successor[res.i]; ok && prev != tok {
+				t.Errorf("token %d got two successors", res.i)
+			}
+			successor[res.i] = tok
+			seen[tok] = res.i
+		}
+		if len(seen) != users {
+			t.Errorf("%d distinct successors for %d tokens", len(seen), users)
+		}
+		if got := a.counter(t, "auth_refresh_total", "result", "rotated"); got != users {
+			t.Errorf("rotations = %v, want %d", got, users)
+		}
+	})
+}
+
+// TestRefreshKeysDoNotWait holds one token's lock and shows that another
+// token refreshes meanwhile, while the held one answers 503 with Retry-After
+// once LOCK_TIMEOUT passes.
+func TestRefreshKeysDoNotWait(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.lockTimeout = 50 * time.Millisecond
+	a := newApp(t, cfg)
+	held, other := a.register(t), a.register(t)
+
+	locked, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- a.Locks.WithLock(context.Background(), lockKey(held.RefreshToken), func(context.Context) error {
+			close(locked)
+			<-release
+			return nil
+		})
+	}()
+	<-locked
+	if !a.Locks.IsLocked(lockKey(held.RefreshToken)) {
+		t.Fatal("the held token's lock is not held")
+	}
+	newToken(t, a.mustRefresh(t, other.RefreshToken)) // not blocked by the held key
+
+	r := a.mustRefresh(t, held.RefreshToken)
+	if r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+		t.Errorf("refresh of a token whose lock stays held = %s (Retry-After %q), want 503 with Retry-After", r, r.Header.Get("Retry-After"))
+	}
+	if m := r.json(t); m["statusCode"] != float64(503) || m["error"] != "Service Unavailable" {
+		t.Errorf("503 body = %s, want NestJS's shape", r.Body)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	newToken(t, a.mustRefresh(t, held.RefreshToken)) // nothing was consumed by the 503
+}
+
+// TestInstancesWithoutSharedLock runs two service instances over one database
+// with no lock in common (each has its own in-process lock) and storms both
+// with the same token: the compare-and-swap and the sealed successor alone
+// keep every answer a 200 with the same successor.
+func TestInstancesWithoutSharedLock(t *testing.T) {
+	databases(t, func(t *testing.T, databaseURL string) {
+		cfg := defaultConfig()
+		cfg.databaseURL = databaseURL
+		a := newApp(t, cfg)
+		b := secondInstance(t, a)
+		s := a.register(t)
+
+		var n sync.Mutex
+		turn := 0
+		both := func(token string) (response, error) {
+			n.Lock()
+			turn++
+			inst := a
+			if turn%2 == 0 {
+				inst = b
+			}
+			n.Unlock()
+			return inst.refresh(token)
+		}
+		rs, errs := storm(200, both, s.RefreshToken)
+		for _, err := range errs {
+			t.Errorf("transport error: %v", err)
+		}
+		successors := map[string]bool{}
+		for _, r := range rs {
+			successors[newToken(t, r)] = true
+		}
+		if len(successors) != 1 {
+			t.Errorf("%d distinct successors across two instances, want 1", len(successors))
+		}
+		if rows := a.familyRows(t, s.RefreshToken); rows != 2 {
+			t.Errorf("family rows = %d, want 2", rows)
+		}
+		for _, logs := range []string{a.Logs.String(), b.Logs.String()} {
+			if strings.Contains(strings.ToLower(logs), "record not found") || strings.Contains(logs, "level=ERROR") {
+				t.Errorf("errors in the logs:\n%s", logs)
+			}
+		}
+	})
+}
+
+// secondInstance starts another service over a's database, with its own lock
+// and singleflight, as a second process would have.
+func secondInstance(t *testing.T, a *app) *app {
+	t.Helper()
+	logs := &syncBuffer{}
+	log := newLogger(logs)
+	db, err := models.Open(t.Context(), a.DatabaseURL, log)
+	if err != nil {
+		t.Fatalf("open the shared database: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	registry := prometheus.NewRegistry()
+	locks := mutex.NewMemory(5 * time.Second)
+	svc, err := auth.NewService(db, locks, auth.Config{
+		Secret: []byte(testSecret), ReuseWindow: 10 * time.Second, BcryptCost: bcrypt.MinCost,
+		Now: a.Clock.Now, Logger: log, Metrics: auth.NewMetrics(registry),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newHTTPServer(t, handlers.NewServer(handlers.Deps{Auth: svc, DB: db, Locks: locks, Registry: registry, Logger: log}))
+	b.DB, b.Locks, b.Registry, b.Logs, b.Clock, b.DatabaseURL = db, locks, registry, logs, a.Clock, a.DatabaseURL
+	return b
+}
