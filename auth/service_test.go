@@ -1,0 +1,204 @@
+package auth_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/tokenrelay/authsvc/auth"
+	"github.com/tokenrelay/authsvc/models"
+	"github.com/tokenrelay/authsvc/mutex"
+)
+
+func newDB(t *testing.T) *models.DB {
+	t.Helper()
+	db, err := models.Open(t.Context(), filepath.Join(t.TempDir(), "auth.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func newService(t *testing.T, store auth.Store, locks auth.Locker) *auth.Service {
+	t.Helper()
+	s, err := auth.NewService(store, locks, auth.Config{
+		Secret: []byte("secret"), ReuseWindow: 10 * time.Second, BcryptCost: bcrypt.MinCost,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// gatedLocker holds every WithLock until open is closed, so that a test can
+// keep a refresh in flight.
+type gatedLocker struct {
+	inner   *mutex.Memory
+	entered chan struct{}
+	open    chan struct{}
+	once    sync.Once
+}
+
+func (g *gatedLocker) WithLock(ctx context.Context, key string, fn func(context.Context) error) error {
+	return g.inner.WithLock(ctx, key, func(ctx context.Context) error {
+		g.once.Do(func() { close(g.entered) })
+		<-g.open
+		return fn(ctx)
+	})
+}
+
+// countingStore counts rotations.
+type countingStore struct {
+	*models.DB
+	mu        sync.Mutex
+	rotations int
+}
+
+func (c *countingStore) Rotate(ctx context.Context, id int64, now time.Time, sealed []byte, next *models.RefreshToken) error {
+	c.mu.Lock()
+	c.rotations++
+	c.mu.Unlock()
+	return c.DB.Rotate(ctx, id, now, sealed, next)
+}
+
+// TestRefreshOutlivesFirstCaller: the caller that started the shared refresh
+// gives up; the 100 others that joined it still get the new pair, from one
+// rotation.
+func TestRefreshOutlivesFirstCaller(t *testing.T) {
+	store := &countingStore{DB: newDB(t)}
+	locks := &gatedLocker{inner: mutex.NewMemory(time.Minute), entered: make(chan struct{}), open: make(chan struct{})}
+	svc := newService(t, store, locks)
+	sess, err := svc.Register(t.Context(), "a@example.com", "password123", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	firstCtx, cancelFirst := context.WithCancel(t.Context())
+	firstErr := make(chan error, 1)
+	go func() {
+		_, err := svc.Refresh(firstCtx, sess.RefreshToken)
+		firstErr <- err
+	}()
+	<-locks.entered // the shared work holds the lock now
+
+	const joiners = 100
+	results := make(chan auth.Tokens, joiners)
+	errs := make(chan error, joiners)
+	var wg sync.WaitGroup
+	for range joiners {
+		wg.Go(func() {
+			tok, err := svc.Refresh(t.Context(), sess.RefreshToken)
+			if err != nil {
+				errs <- err
+				return
+			}
+			results <- tok
+		})
+	}
+	cancelFirst()
+	if err := <-firstErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("first caller = %v, want context.Canceled", err)
+	}
+	close(locks.open)
+	wg.Wait()
+	close(results)
+	close(errs)
+	for err := range errs {
+		t.Errorf("a joined caller failed: %v", err)
+	}
+	distinct := map[string]bool{}
+	for tok := range results {
+		distinct[tok.RefreshToken] = true
+	}
+	if len(distinct) != 1 {
+		t.Errorf("%d distinct successors, want 1", len(distinct))
+	}
+	if store.rotations != 1 {
+		t.Errorf("rotations = %d, want 1", store.rotations)
+	}
+}
+
+// conflictStore loses the compare-and-swap once, as when another instance
+// rotates the token between our read and our write.
+type conflictStore struct {
+	*models.DB
+	svc   *auth.Service
+	raced bool
+	won   string
+}
+
+func (c *conflictStore) Rotate(ctx context.Context, id int64, now time.Time, sealed []byte, next *models.RefreshToken) error {
+	if !c.raced {
+		c.raced = true
+		// The other instance gets there first, with its own service and lock.
+		tok, err := c.svc.Refresh(ctx, c.won)
+		if err != nil {
+			return err
+		}
+		c.won = tok.RefreshToken
+	}
+	return c.DB.Rotate(ctx, id, now, sealed, next)
+}
+
+func TestRefreshLosesCompareAndSwap(t *testing.T) {
+	db := newDB(t)
+	other := newService(t, db, mutex.NewMemory(time.Second))
+	store := &conflictStore{DB: db, svc: other}
+	svc := newService(t, store, mutex.NewMemory(time.Second))
+	sess, err := svc.Register(t.Context(), "b@example.com", "password123", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.won = sess.RefreshToken
+	got, err := svc.Refresh(t.Context(), sess.RefreshToken)
+	if err != nil {
+		t.Fatalf("Refresh after losing the compare-and-swap = %v, want the winner's successor", err)
+	}
+	if got.RefreshToken != store.won {
+		t.Errorf("Refresh = %q, want the other instance's successor %q", got.RefreshToken, store.won)
+	}
+}
+
+func TestRegisterAndLogin(t *testing.T) {
+	svc := newService(t, newDB(t), mutex.NewMemory(time.Second))
+	ctx := t.Context()
+	name := "Ann"
+	sess, err := svc.Register(ctx, "Ann@Example.COM", "password123", &name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sess.User.Email != "ann@example.com" || sess.User.PasswordHash == "password123" {
+		t.Errorf("user = %+v: want a lower-cased email and a hashed password", sess.User)
+	}
+	if _, err := svc.Register(ctx, "ANN@example.com", "password456", nil); !errors.Is(err, auth.ErrEmailTaken) {
+		t.Errorf("Register(same email, other case) = %v, want ErrEmailTaken", err)
+	}
+	if _, err := svc.Login(ctx, "ann@EXAMPLE.com", "password123"); err != nil {
+		t.Errorf("Login(any case) = %v", err)
+	}
+	for _, tc := range []struct{ email, password string }{
+		{"ann@example.com", "wrong-password"},
+		{"nobody@example.com", "password123"},
+	} {
+		if _, err := svc.Login(ctx, tc.email, tc.password); !errors.Is(err, auth.ErrInvalidCredentials) {
+			t.Errorf("Login(%q, %q) = %v, want ErrInvalidCredentials", tc.email, tc.password, err)
+		}
+	}
+	u, err := svc.Authenticate(ctx, sess.AccessToken)
+	if err != nil || u.ID != sess.User.ID {
+		t.Errorf("Authenticate = %+v, %v; want the user", u, err)
+	}
+}
+
+func TestNewServiceNeedsSecret(t *testing.T) {
+	if _, err := auth.NewService(nil, nil, auth.Config{}); err == nil {
+		t.Error("NewService without a secret = nil error")
+	}
+}

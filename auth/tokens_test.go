@@ -1,0 +1,59 @@
+package auth
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"testing"
+)
+
+func TestNewRefreshToken(t *testing.T) {
+	seen := map[string]bool{}
+	for range 1000 {
+		tok, hash := newRefreshToken()
+		raw, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || len(raw) != 32 {
+			t.Fatalf("token %q: %d bytes, %v; want 32 bytes of URL-safe base64", tok, len(raw), err)
+		}
+		if sum := sha256.Sum256([]byte(tok)); string(sum[:]) != string(hash) {
+			t.Fatal("hash is not the SHA-256 of the token")
+		}
+		if seen[tok] {
+			t.Fatal("a token repeated")
+		}
+		seen[tok] = true
+	}
+}
+
+func TestSealSuccessor(t *testing.T) {
+	presented, _ := newRefreshToken()
+	successor, successorHash := newRefreshToken()
+	sealed := sealSuccessor(presented, successor)
+
+	got, err := openSuccessor(presented, sealed, successorHash)
+	if err != nil || got != successor {
+		t.Fatalf("openSuccessor = %q, %v; want the successor", got, err)
+	}
+	if string(sealed) == successor || len(sealed) < len(successor)+16 {
+		t.Errorf("sealed value does not look encrypted and authenticated: %d bytes", len(sealed))
+	}
+	// The stored lookup hash of the presented token must not open it.
+	lookup := hashToken(presented)
+	if _, err := openSuccessor(string(lookup[:]), sealed, successorHash); err == nil {
+		t.Error("the lookup hash opened the sealed successor")
+	}
+	other, _ := newRefreshToken()
+	if _, err := openSuccessor(other, sealed, successorHash); err == nil {
+		t.Error("another token opened the sealed successor")
+	}
+	tampered := append([]byte(nil), sealed...)
+	tampered[len(tampered)-1] ^= 1
+	if _, err := openSuccessor(presented, tampered, successorHash); err == nil {
+		t.Error("a tampered value opened")
+	}
+	if _, err := openSuccessor(presented, sealed, make([]byte, 32)); err == nil {
+		t.Error("opened against the wrong successor hash")
+	}
+	if _, err := openSuccessor(presented, sealed[:5], successorHash); err == nil {
+		t.Error("a truncated value opened")
+	}
+}

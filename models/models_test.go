@@ -1,0 +1,103 @@
+package models
+
+import (
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func openTest(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(t.Context(), filepath.Join(t.TempDir(), "auth.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestSQLiteDSN(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"auth.db", "auth.db?_busy_timeout=10000&_foreign_keys=on&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate"},
+		{"sqlite://data/auth.db", "data/auth.db?_busy_timeout=10000&_foreign_keys=on&_journal_mode=WAL&_synchronous=FULL&_txlock=immediate"},
+		{"file:auth.db?_synchronous=NORMAL", "file:auth.db?_busy_timeout=10000&_foreign_keys=on&_journal_mode=WAL&_synchronous=NORMAL&_txlock=immediate"},
+	} {
+		if got, err := sqliteDSN(tc.in); err != nil || got != tc.want {
+			t.Errorf("sqliteDSN(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{":memory:", "file:x?mode=memory&cache=shared", ""} {
+		if _, err := sqliteDSN(in); err == nil || !strings.Contains(err.Error(), "memory") {
+			t.Errorf("sqliteDSN(%q) = %v, want an error about in-memory databases", in, err)
+		}
+	}
+}
+
+func TestRotateIsCompareAndSwap(t *testing.T) {
+	db := openTest(t)
+	ctx := t.Context()
+	now := time.Now().UTC()
+	u := User{ID: "u1", Email: "a@example.com", PasswordHash: "x", CreatedAt: now}
+	first := RefreshToken{TokenHash: []byte("h0"), UserID: "u1", FamilyID: "f1", ExpiresAt: now.Add(time.Hour), CreatedAt: now}
+	if err := db.CreateUser(ctx, &u, &first); err != nil {
+		t.Fatal(err)
+	}
+	next := func(h string) *RefreshToken {
+		return &RefreshToken{TokenHash: []byte(h), UserID: "u1", FamilyID: "f1", ParentID: &first.ID, ExpiresAt: now.Add(time.Hour), CreatedAt: now}
+	}
+	if err := db.Rotate(ctx, first.ID, now, []byte("sealed"), next("h1")); err != nil {
+		t.Fatalf("first Rotate = %v", err)
+	}
+	if err := db.Rotate(ctx, first.ID, now, []byte("sealed"), next("h2")); !errors.Is(err, ErrConflict) {
+		t.Fatalf("second Rotate of the same token = %v, want ErrConflict", err)
+	}
+	if _, err := db.TokenByHash(ctx, []byte("h2")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the losing rotation stored its successor: %v", err)
+	}
+	st, err := db.TokenByHash(ctx, []byte("h0"))
+	if err != nil || st.RotatedAt == nil || string(st.SuccessorHash) != "h1" || !st.SuccessorActive(now) || st.Email != "a@example.com" {
+		t.Errorf("TokenByHash(rotated) = %+v, %v", st, err)
+	}
+	if err := db.RevokeFamily(ctx, "f1", now); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := db.TokenByHash(ctx, []byte("h0")); st.SuccessorActive(now) || st.RevokedAt == nil {
+		t.Errorf("after RevokeFamily: %+v", st)
+	}
+	if err := db.Rotate(ctx, st.ID, now, nil, next("h3")); !errors.Is(err, ErrConflict) {
+		t.Errorf("Rotate of a revoked token = %v, want ErrConflict", err)
+	}
+}
+
+func TestCreateUserDuplicateLeavesNothing(t *testing.T) {
+	db := openTest(t)
+	ctx := t.Context()
+	now := time.Now().UTC()
+	tok := func(h string) *RefreshToken {
+		return &RefreshToken{TokenHash: []byte(h), FamilyID: "f", ExpiresAt: now, CreatedAt: now}
+	}
+	a := User{ID: "a", Email: "same@example.com", PasswordHash: "x", CreatedAt: now}
+	if err := db.CreateUser(ctx, &a, withUser(tok("ha"), "a")); err != nil {
+		t.Fatal(err)
+	}
+	b := User{ID: "b", Email: "same@example.com", PasswordHash: "x", CreatedAt: now}
+	if err := db.CreateUser(ctx, &b, withUser(tok("hb"), "b")); !errors.Is(err, ErrDuplicateEmail) {
+		t.Fatalf("CreateUser(duplicate email) = %v, want ErrDuplicateEmail", err)
+	}
+	if _, err := db.UserByID(ctx, "b"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("UserByID(b) = %v, want ErrNotFound", err)
+	}
+	// A failure after the user row (here, a duplicate token hash) rolls the user back too.
+	c := User{ID: "c", Email: "c@example.com", PasswordHash: "x", CreatedAt: now}
+	if err := db.CreateUser(ctx, &c, withUser(tok("ha"), "c")); err == nil {
+		t.Fatal("CreateUser with a duplicate token hash succeeded")
+	}
+	if _, err := db.UserByEmail(ctx, "c@example.com"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a failed registration left its user behind: %v", err)
+	}
+}
+
+func withUser(t *RefreshToken, id string) *RefreshToken { t.UserID = id; return t }
