@@ -90,3 +90,27 @@ func BenchmarkWithLock(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkSyncMutex is the baseline of BenchmarkWithLock: a plain
+// sync.Mutex, the floor of any lock, measured in the same run.
+func BenchmarkSyncMutex(b *testing.B) {
+	b.Run("uncontended", func(b *testing.B) {
+		var mu sync.Mutex
+		b.ReportAllocs()
+		for b.Loop() {
+			mu.Lock()
+			mu.Unlock() //nolint:staticcheck // the empty section is the point
+		}
+	})
+	b.Run("contended-one-key", func(b *testing.B) {
+		var mu sync.Mutex
+		b.ReportAllocs()
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				mu.Lock()
+				mu.Unlock() //nolint:staticcheck
+			}
+		})
+	})
+}
