@@ -52,7 +52,9 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
 		}),
 		TranslateError:         true,
 		SkipDefaultTransaction: true,
-		PrepareStmt:            true,
+		// No PrepareStmt: gorm's statement cache prepares on the pool while a
+		// transaction may hold the single SQLite write connection, and the
+		// two wait for each other forever under concurrent writes.
 		NowFunc:                func() time.Time { return time.Now().UTC() },
 	}
 

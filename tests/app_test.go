@@ -342,3 +342,10 @@ func newHTTPServer(t testing.TB, h http.Handler) *app {
 func newLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
+
+func jsonUnmarshal(b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("body %q: %w", b, err)
+	}
+	return nil
+}
