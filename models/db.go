@@ -24,6 +24,7 @@ type DB struct {
 	write   *gorm.DB
 	read    *gorm.DB
 	dialect string
+	hot     hotPath // the refresh path's prepared statements
 }
 
 // sqlitePragmas are the settings of every SQLite connection: WAL lets readers
@@ -55,7 +56,7 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
 		// No PrepareStmt: gorm's statement cache prepares on the pool while a
 		// transaction may hold the single SQLite write connection, and the
 		// two wait for each other forever under concurrent writes.
-		NowFunc:                func() time.Time { return time.Now().UTC() },
+		NowFunc: func() time.Time { return time.Now().UTC() },
 	}
 
 	db := &DB{}
@@ -98,6 +99,10 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("migrate schema: %w", err)
 	}
+	if err := db.prepareHotPath(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	return db, nil
 }
 
@@ -136,7 +141,7 @@ func (db *DB) Ping(ctx context.Context) error {
 
 // Close closes both pools.
 func (db *DB) Close() error {
-	var errs []error
+	errs := []error{db.hot.close()}
 	for _, g := range []*gorm.DB{db.write, db.read} {
 		if g == nil {
 			continue

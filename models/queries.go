@@ -57,53 +57,6 @@ func (db *DB) CreateToken(ctx context.Context, t *RefreshToken) error {
 	return nil
 }
 
-// tokenStateQuery reads a token, its owner's email and its successor's state in one round trip.
-const tokenStateQuery = `SELECT t.id, t.token_hash, t.user_id, t.family_id, t.parent_id, t.expires_at, t.created_at,
-	t.rotated_at, t.successor_hash, t.successor_sealed, t.revoked_at, u.email,
-	s.expires_at AS successor_expires_at, s.rotated_at AS successor_rotated_at, s.revoked_at AS successor_revoked_at
-FROM refresh_tokens t
-JOIN users u ON u.id = t.user_id
-LEFT JOIN refresh_tokens s ON s.token_hash = t.successor_hash
-WHERE t.token_hash = ?`
-
-// TokenByHash returns the refresh token whose SHA-256 is hash, or ErrNotFound.
-func (db *DB) TokenByHash(ctx context.Context, hash []byte) (TokenState, error) {
-	var states []TokenState
-	if err := db.read.WithContext(ctx).Raw(tokenStateQuery, hash).Scan(&states).Error; err != nil {
-		return TokenState{}, fmt.Errorf("find refresh token: %w", err)
-	}
-	if len(states) == 0 {
-		return TokenState{}, ErrNotFound
-	}
-	return states[0], nil
-}
-
-// Rotate marks the token id rotated at now, recording its successor's hash and
-// sealed value, and stores next, in one transaction. It is a compare-and-swap:
-// when the token was rotated or revoked meanwhile, nothing changes and it
-// returns ErrConflict.
-func (db *DB) Rotate(ctx context.Context, id int64, now time.Time, sealed []byte, next *RefreshToken) error {
-	err := db.write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		res := tx.Model(&RefreshToken{}).
-			Where("id = ? AND rotated_at IS NULL AND revoked_at IS NULL", id).
-			Updates(map[string]any{"rotated_at": now, "successor_hash": next.TokenHash, "successor_sealed": sealed})
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected != 1 {
-			return ErrConflict
-		}
-		return tx.Create(next).Error
-	})
-	if errors.Is(err, ErrConflict) {
-		return err
-	}
-	if err != nil {
-		return fmt.Errorf("rotate refresh token %d: %w", id, err)
-	}
-	return nil
-}
-
 // RevokeFamily revokes every token of a family that is not revoked yet.
 func (db *DB) RevokeFamily(ctx context.Context, familyID string, now time.Time) error {
 	err := db.write.WithContext(ctx).Model(&RefreshToken{}).
