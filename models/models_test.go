@@ -2,9 +2,11 @@ package models
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -101,3 +103,84 @@ func TestCreateUserDuplicateLeavesNothing(t *testing.T) {
 }
 
 func withUser(t *RefreshToken, id string) *RefreshToken { t.UserID = id; return t }
+
+// TestGroupCommit rotates 300 tokens from 300 goroutines at once, so that
+// rotations share transactions: 100 tokens twice over (one of each pair must
+// lose the compare-and-swap), and one rotation whose insert fails. Every
+// rotation gets its own right answer; the failing one fails alone.
+func TestGroupCommit(t *testing.T) {
+	db := openTest(t)
+	ctx := t.Context()
+	now := time.Now().UTC()
+	u := User{ID: "u", Email: "g@example.com", PasswordHash: "x", CreatedAt: now}
+	const tokens = 200
+	ids := make([]int64, tokens)
+	for i := range tokens {
+		tok := &RefreshToken{TokenHash: []byte(fmt.Sprintf("t%d", i)), UserID: "u", FamilyID: "f", ExpiresAt: now.Add(time.Hour), CreatedAt: now}
+		var err error
+		if i == 0 {
+			err = db.CreateUser(ctx, &u, tok)
+		} else {
+			err = db.CreateToken(ctx, tok)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = tok.ID
+	}
+	type call struct {
+		token int
+		hash  string
+	}
+	var calls []call
+	for i := range tokens - 1 {
+		calls = append(calls, call{i, fmt.Sprintf("n%d", i)})
+		if i < 100 {
+			calls = append(calls, call{i, fmt.Sprintf("n%d-rival", i)})
+		}
+	}
+	calls = append(calls, call{tokens - 1, "t3"}) // t3 exists: this insert violates the unique index
+
+	start := make(chan struct{})
+	errs := make([]error, len(calls))
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		wg.Go(func() {
+			<-start
+			next := &RefreshToken{TokenHash: []byte(c.hash), UserID: "u", FamilyID: "f", ExpiresAt: now.Add(time.Hour), CreatedAt: now}
+			errs[i] = db.Rotate(ctx, ids[c.token], now, []byte("sealed"), next)
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	wins := map[int]int{}
+	for i, c := range calls {
+		switch err := errs[i]; {
+		case c.hash == "t3":
+			if err == nil || errors.Is(err, ErrConflict) {
+				t.Errorf("the rotation with a duplicate successor = %v, want a failure of its own", err)
+			}
+		case err == nil:
+			wins[c.token]++
+		case !errors.Is(err, ErrConflict):
+			t.Errorf("Rotate(token %d) = %v", c.token, err)
+		}
+	}
+	for i := range tokens - 1 {
+		if wins[i] != 1 {
+			t.Errorf("token %d rotated %d times, want 1", i, wins[i])
+		}
+	}
+	var rows int64
+	db.write.Raw("SELECT COUNT(*) FROM refresh_tokens").Scan(&rows)
+	if want := int64(2*tokens - 1); rows != want {
+		t.Errorf("%d rows, want %d (each token, and a successor for all but the failed one)", rows, want)
+	}
+	if groups := db.hot.group.commits.Load(); groups >= int64(len(calls)) {
+		t.Errorf("%d groups for %d rotations: nothing was committed together", groups, len(calls))
+	}
+	if st, err := db.TokenByHash(ctx, []byte(fmt.Sprintf("t%d", tokens-1))); err != nil || st.RotatedAt != nil {
+		t.Errorf("the token whose rotation failed: %+v, %v; want it unrotated", st, err)
+	}
+}
