@@ -114,21 +114,15 @@ func (s *server) me(c echo.Context) error {
 }
 
 // bearerToken reads the header as passport-jwt's fromAuthHeaderAsBearerToken
-// does: the scheme in any case, whitespace, the token; anything after the
-// token is ignored.
+// does, with the regexp /(\S+)\s+(\S+)/: the first word is the scheme, in
+// any case, the second the token; whitespace of any kind and amount around
+// them, and anything after the token, are ignored.
 func bearerToken(header string) (string, bool) {
-	scheme, rest, ok := strings.Cut(strings.TrimLeft(header, " \t"), " ")
-	if !ok {
-		scheme, rest, ok = strings.Cut(strings.TrimLeft(header, " \t"), "\t")
-	}
-	if !ok || !strings.EqualFold(scheme, "bearer") {
+	words := strings.FieldsFunc(header, isJSSpace)
+	if len(words) < 2 || !strings.EqualFold(words[0], "bearer") {
 		return "", false
 	}
-	fields := strings.Fields(rest)
-	if len(fields) == 0 {
-		return "", false
-	}
-	return fields[0], true
+	return words[1], true
 }
 
 // healthJSON is @nestjs/terminus's health-check result.

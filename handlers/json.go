@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -11,25 +12,26 @@ import (
 // an empty body is {}, a body must start with { or [, an array becomes an
 // object keyed by index, and a syntax error answers 400 with the message
 // Node's JSON.parse gives, so clients that show it see what they saw before.
-func parseJSON(raw []byte) (*object, error) {
-	src := []rune(string(raw))
-	if len(src) > 0 && src[0] == '\uFEFF' {
-		src = src[1:]
-	}
+// text is the body already decoded from its charset, BOM removed.
+func parseJSON(text string) (*object, error) {
+	// V8 counts positions, and cuts its error context, in UTF-16 code units:
+	// parsing code units gives the same numbers after an emoji, and turns an
+	// escaped surrogate pair ("\ud83d\ude00") into one character.
+	src := utf16.Encode([]rune(text))
 	if len(src) == 0 {
 		return &object{vals: map[string]any{}}, nil
 	}
 	p := &jsonParser{src: src}
 	p.skipSpace()
 	if p.pos == len(src) {
-		return nil, badJSON(unexpectedEnd)
+		return nil, badJSON(errEnd)
 	}
 	if c := src[p.pos]; c != '{' && c != '[' {
 		return nil, badJSON(p.unexpectedToken()) // body-parser's strict check, worded by JSON.parse
 	}
 	v, err := p.parse()
 	if err != nil {
-		return nil, badJSON(err.Error())
+		return nil, badJSON(err)
 	}
 	switch v := v.(type) {
 	case *object:
@@ -44,29 +46,85 @@ func parseJSON(raw []byte) (*object, error) {
 	panic("unreachable: the first character was { or [")
 }
 
-func badJSON(msg string) error { return newHTTPError(http.StatusBadRequest, msg) }
-
-const unexpectedEnd = "Unexpected end of JSON input"
+func badJSON(err *jsonError) error { return newHTTPError(http.StatusBadRequest, err.msg) }
 
 // jsonParser is a JSON parser that words its errors as V8's JSON.parse does
-// (Node 20), positions counted in characters.
+// (Node 20), positions counted in UTF-16 code units.
 type jsonParser struct {
-	src []rune
+	src []uint16
 	pos int
 }
 
-type jsonError string
+// jsonError is a JSON.parse error. Its message is JavaScript text: V8 quotes
+// the source by code units, and may cut a surrogate pair in two.
+type jsonError struct{ msg jsText }
 
-func (e jsonError) Error() string { return string(e) }
+func (e *jsonError) Error() string { return e.msg.String() }
 
-func (p *jsonParser) parse() (any, error) {
+func newJSONError(format string, args ...any) *jsonError {
+	return &jsonError{jsText(utf16.Encode([]rune(fmt.Sprintf(format, args...))))}
+}
+
+var errEnd = newJSONError("Unexpected end of JSON input")
+
+// jsText is a JavaScript string: UTF-16 code units, lone surrogates included.
+type jsText []uint16
+
+func (s jsText) String() string { return string(utf16.Decode(s)) }
+
+// MarshalJSON writes s as JSON.stringify does: a lone surrogate as \udxxx
+// (which a Go string cannot hold), other text raw but for " \ and controls.
+func (s jsText) MarshalJSON() ([]byte, error) {
+	b := []byte{'"'}
+	for i := 0; i < len(s); i++ {
+		c := rune(s[i])
+		if utf16.IsSurrogate(c) {
+			if i+1 < len(s) {
+				if r := utf16.DecodeRune(c, rune(s[i+1])); r != utf8.RuneError {
+					b = utf8.AppendRune(b, r)
+					i++
+					continue
+				}
+			}
+			b = fmt.Appendf(b, `\u%04x`, c)
+			continue
+		}
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', byte(c))
+		case '\b':
+			b = append(b, `\b`...)
+		case '\f':
+			b = append(b, `\f`...)
+		case '\n':
+			b = append(b, `\n`...)
+		case '\r':
+			b = append(b, `\r`...)
+		case '\t':
+			b = append(b, `\t`...)
+		default:
+			if c < 0x20 {
+				b = fmt.Appendf(b, `\u%04x`, c)
+			} else {
+				b = utf8.AppendRune(b, c)
+			}
+		}
+	}
+	return append(b, '"'), nil
+}
+
+// endOfInput stands for the character past the end of the source.
+const endOfInput = -1
+
+func (p *jsonParser) parse() (any, *jsonError) {
 	v, err := p.value()
 	if err != nil {
 		return nil, err
 	}
 	p.skipSpace()
 	if p.pos < len(p.src) {
-		return nil, p.at("Unexpected non-whitespace character after JSON")
+		// V8's wording for this one has no "in JSON".
+		return nil, newJSONError("Unexpected non-whitespace character after JSON at position %d", p.pos)
 	}
 	return v, nil
 }
@@ -83,54 +141,66 @@ func (p *jsonParser) skipSpace() {
 }
 
 // at words an error with the position of the character at fault.
-func (p *jsonParser) at(msg string) error {
-	return jsonError(fmt.Sprintf("%s in JSON at position %d", msg, p.pos))
+func (p *jsonParser) at(msg string) *jsonError {
+	return newJSONError("%s in JSON at position %d", msg, p.pos)
 }
 
-// unexpected reports a token no rule names, as V8 does by its kind.
-func (p *jsonParser) unexpected() error {
-	if p.pos >= len(p.src) {
-		return jsonError(unexpectedEnd)
-	}
-	switch c := p.src[p.pos]; {
+// unexpected reports the character at pos where no rule names what was
+// expected, as V8 does by the kind of token it starts.
+func (p *jsonParser) unexpected() *jsonError {
+	switch c := p.peek(); {
+	case c == endOfInput:
+		return errEnd
 	case c == '"':
 		return p.at("Unexpected string")
 	case c == '-' || (c >= '0' && c <= '9'):
 		return p.at("Unexpected number")
 	}
-	return jsonError(p.unexpectedToken())
+	return p.unexpectedToken()
 }
 
 // unexpectedToken is V8's message for an unexpected character, with up to
-// ten characters of context on each side when the source is long.
-func (p *jsonParser) unexpectedToken() string {
+// ten code units of context on each side when the source is long.
+func (p *jsonParser) unexpectedToken() *jsonError {
 	const ctx = 10
-	tok, n := string(p.src[p.pos]), len(p.src)
+	n := len(p.src)
+	if jsText(p.src).String() == "[object Object]" {
+		// One of V8's "special strings": what String(obj) sends.
+		return newJSONError(`"[object Object]" is not valid JSON`)
+	}
+	before, quoted, after := `"`, p.src, `"`
 	switch {
 	case n < 2*ctx+1:
-		return fmt.Sprintf("Unexpected token '%s', \"%s\" is not valid JSON", tok, string(p.src))
 	case p.pos < ctx:
-		return fmt.Sprintf("Unexpected token '%s', \"%s\"... is not valid JSON", tok, string(p.src[:p.pos+ctx]))
+		quoted, after = p.src[:p.pos+ctx], `"...`
 	case p.pos < n-ctx:
-		return fmt.Sprintf("Unexpected token '%s', ...\"%s\"... is not valid JSON", tok, string(p.src[p.pos-ctx:p.pos+ctx]))
+		before, quoted, after = `..."`, p.src[p.pos-ctx:p.pos+ctx], `"...`
 	default:
-		return fmt.Sprintf("Unexpected token '%s', ...\"%s\" is not valid JSON", tok, string(p.src[p.pos-ctx:]))
+		before, quoted = `..."`, p.src[p.pos-ctx:]
 	}
+	var msg jsText
+	for _, part := range [][]uint16{
+		utf16.Encode([]rune("Unexpected token '")), p.src[p.pos : p.pos+1],
+		utf16.Encode([]rune("', " + before)), quoted, utf16.Encode([]rune(after + " is not valid JSON")),
+	} {
+		msg = append(msg, part...)
+	}
+	return &jsonError{msg}
 }
 
-func (p *jsonParser) peek() rune {
+// peek returns the code unit at pos, or endOfInput.
+func (p *jsonParser) peek() int {
 	if p.pos < len(p.src) {
-		return p.src[p.pos]
+		return int(p.src[p.pos])
 	}
-	return utf8.RuneError
+	return endOfInput
 }
 
-func (p *jsonParser) value() (any, error) {
+func (p *jsonParser) value() (any, *jsonError) {
 	p.skipSpace()
-	if p.pos >= len(p.src) {
-		return nil, jsonError(unexpectedEnd)
-	}
-	switch c := p.src[p.pos]; {
+	switch c := p.peek(); {
+	case c == endOfInput:
+		return nil, errEnd
 	case c == '{':
 		return p.object()
 	case c == '[':
@@ -149,20 +219,17 @@ func (p *jsonParser) value() (any, error) {
 	return nil, p.unexpected()
 }
 
-func (p *jsonParser) literal(word string) error {
+func (p *jsonParser) literal(word string) *jsonError {
 	for _, want := range word {
-		if p.pos >= len(p.src) {
-			return jsonError(unexpectedEnd)
-		}
-		if p.src[p.pos] != want {
-			return jsonError(p.unexpectedToken())
+		if p.peek() != int(want) {
+			return p.unexpected() // "tru" ends the input, "t1" is an unexpected number
 		}
 		p.pos++
 	}
 	return nil
 }
 
-func (p *jsonParser) object() (*object, error) {
+func (p *jsonParser) object() (*object, *jsonError) {
 	o := &object{vals: map[string]any{}}
 	p.pos++ // {
 	p.skipSpace()
@@ -173,14 +240,17 @@ func (p *jsonParser) object() (*object, error) {
 	if p.peek() != '"' {
 		return nil, p.at("Expected property name or '}'")
 	}
-	for {
+	for first := true; ; first = false {
 		key, err := p.string()
 		if err != nil {
 			return nil, err
 		}
 		p.skipSpace()
 		if p.peek() != ':' {
-			return nil, p.at("Expected ':' after property name")
+			if first {
+				return nil, p.at("Expected ':' after property name")
+			}
+			return nil, p.unexpected() // V8 names the colon after the first key only
 		}
 		p.pos++
 		v, err := p.value()
@@ -206,7 +276,7 @@ func (p *jsonParser) object() (*object, error) {
 	}
 }
 
-func (p *jsonParser) array() ([]any, error) {
+func (p *jsonParser) array() ([]any, *jsonError) {
 	arr := []any{}
 	p.pos++ // [
 	p.skipSpace()
@@ -233,77 +303,96 @@ func (p *jsonParser) array() ([]any, error) {
 	}
 }
 
-func (p *jsonParser) string() (string, error) {
+// string reads a string literal. A lone surrogate (from "\ud800") becomes
+// U+FFFD: Go strings hold UTF-8 only.
+func (p *jsonParser) string() (string, *jsonError) {
 	p.pos++ // "
-	var out []rune
+	var out []uint16
 	for {
-		if p.pos >= len(p.src) {
-			return "", p.at("Unterminated string")
-		}
-		c := p.src[p.pos]
+		c := p.peek()
 		switch {
+		case c == endOfInput:
+			return "", p.at("Unterminated string")
 		case c == '"':
 			p.pos++
-			return string(out), nil
+			return string(utf16.Decode(out)), nil
 		case c < 0x20:
 			return "", p.at("Bad control character in string literal")
-		case c == '\\':
+		case c != '\\':
+			out = append(out, uint16(c))
 			p.pos++
-			if p.pos >= len(p.src) {
-				return "", p.at("Unterminated string")
-			}
-			switch e := p.src[p.pos]; e {
-			case '"', '\\', '/':
-				out = append(out, e)
-			case 'b':
-				out = append(out, '\b')
-			case 'f':
-				out = append(out, '\f')
-			case 'n':
-				out = append(out, '\n')
-			case 'r':
-				out = append(out, '\r')
-			case 't':
-				out = append(out, '\t')
-			case 'u':
-				if p.pos+4 >= len(p.src) {
-					return "", p.at("Bad Unicode escape")
-				}
-				n, err := strconv.ParseUint(string(p.src[p.pos+1:p.pos+5]), 16, 16)
-				if err != nil {
-					return "", p.at("Bad Unicode escape")
-				}
-				out = append(out, rune(n))
-				p.pos += 4
-			default:
-				return "", p.at("Bad escaped character")
-			}
-			p.pos++
-		default:
-			out = append(out, c)
-			p.pos++
+			continue
 		}
+		p.pos++ // \
+		switch e := p.peek(); e {
+		case endOfInput:
+			return "", errEnd
+		case '"', '\\', '/':
+			out = append(out, uint16(e))
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			var u uint16
+			for range 4 {
+				p.pos++ // V8 reports the first unit that is not a hex digit
+				d := hexDigit(p.peek())
+				if d < 0 {
+					return "", p.at("Bad Unicode escape")
+				}
+				u = u<<4 | uint16(d)
+			}
+			out = append(out, u)
+		default:
+			if e > 0xFF { // V8 words a non-Latin-1 character here as an unexpected token
+				return "", p.unexpectedToken()
+			}
+			return "", p.at("Bad escaped character")
+		}
+		p.pos++
 	}
 }
 
-func (p *jsonParser) number() (float64, error) {
+func hexDigit(c int) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10
+	}
+	return -1
+}
+
+func (p *jsonParser) number() (float64, *jsonError) {
 	start := p.pos
+	isDigit := func() bool { c := p.peek(); return c >= '0' && c <= '9' }
 	digits := func() int {
 		n := 0
-		for p.pos < len(p.src) && p.src[p.pos] >= '0' && p.src[p.pos] <= '9' {
+		for ; isDigit(); n++ {
 			p.pos++
-			n++
 		}
 		return n
 	}
 	if p.peek() == '-' {
 		p.pos++
-		if c := p.peek(); c < '0' || c > '9' {
+		if !isDigit() {
 			return 0, p.at("No number after minus sign")
 		}
 	}
 	if p.peek() == '0' {
 		p.pos++
+		if isDigit() { // a leading zero: V8 reports the next digit
+			return 0, p.at("Unexpected number")
+		}
 	} else {
 		digits()
 	}
@@ -322,7 +411,7 @@ func (p *jsonParser) number() (float64, error) {
 			return 0, p.at("Exponent part is missing a number")
 		}
 	}
-	f, _ := strconv.ParseFloat(string(p.src[start:p.pos]), 64) // grammar checked; overflow gives ±Inf as in JS
+	f, _ := strconv.ParseFloat(string(utf16.Decode(p.src[start:p.pos])), 64) // grammar checked; overflow gives ±Inf as in JS
 	return f, nil
 }
 

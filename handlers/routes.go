@@ -10,12 +10,19 @@ import (
 // routes installs every route of the API. GET routes answer HEAD too, as
 // Express's do; any other method or path is Express's 404.
 func (s *server) routes(e *echo.Echo) {
-	e.POST("/auth/register", s.register)
-	e.POST("/auth/login", s.login)
-	e.POST("/auth/refresh", s.refresh)
-	e.POST("/auth/logout", s.logout)
-	e.Match([]string{http.MethodGet, http.MethodHead}, "/auth/me", s.me)
-	e.Match([]string{http.MethodGet, http.MethodHead}, "/health", s.health)
-	e.Match([]string{http.MethodGet, http.MethodHead}, "/metrics",
-		echo.WrapHandler(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})))
+	get := []string{http.MethodGet, http.MethodHead}
+	for _, r := range []*echo.Route{
+		e.POST("/auth/register", s.register),
+		e.POST("/auth/login", s.login),
+		e.POST("/auth/refresh", s.refresh),
+		e.POST("/auth/logout", s.logout),
+		e.Match(get, "/auth/me", s.me)[0],
+		e.Match(get, "/health", s.health)[0],
+		e.Match(get, "/metrics", echo.WrapHandler(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})))[0],
+	} {
+		// Without this, echo answers another method on a known path itself:
+		// OPTIONS with 204 and an Allow header, the rest with 405 and Allow.
+		// Express has no such answers: a 404 like any unknown route.
+		e.RouteNotFound(r.Path, func(c echo.Context) error { return notFound(c) })
+	}
 }

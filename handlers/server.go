@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,17 +75,27 @@ func NewServer(d Deps) *echo.Echo {
 	e.Server.ReadTimeout = 30 * time.Second
 	e.Server.WriteTimeout = 30 * time.Second
 	e.Server.IdleTimeout = 60 * time.Second
-	e.Server.MaxHeaderBytes = 16 << 10 // Node's limit; larger headers get 431
+	// Node answers 431 past 16 KB of request line and headers; net/http
+	// allows 4 KB more than MaxHeaderBytes before it does.
+	e.Server.MaxHeaderBytes = 16<<10 - 4<<10
+	// net/http answers "OPTIONS *" itself (200, no body); Express gives its 404.
+	e.Server.DisableGeneralOptionsHandler = true
 	e.Pre(s.recoverPanics, s.observe, expressPath, parseBody)
 	s.routes(e)
 	return e
 }
 
 // expressPath makes routing match as Express's does: path case does not
-// matter and one trailing slash is ignored. The 404 message keeps the target
-// as sent (RequestURI is left alone).
+// matter, and one trailing slash and a fragment are ignored. The 404 message
+// keeps the target as sent (RequestURI is left alone).
 func expressPath(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if strings.ContainsFunc(c.Request().RequestURI, func(r rune) bool { return r >= utf8.RuneSelf }) {
+			// Node's HTTP parser refuses raw non-ASCII bytes in the target
+			// with a bare 400 and closes the connection; net/http lets them in.
+			c.Response().Header().Set(echo.HeaderConnection, "close")
+			return c.NoContent(http.StatusBadRequest)
+		}
 		u := c.Request().URL
 		u.Path = expressNormalize(u.Path)
 		if u.RawPath != "" {
@@ -95,6 +106,9 @@ func expressPath(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 func expressNormalize(p string) string {
+	// Node's url.parse takes a raw '#' for the start of a fragment, which
+	// routing ignores; net/http leaves it in the path.
+	p, _, _ = strings.Cut(p, "#")
 	if len(p) > 1 && strings.HasSuffix(p, "/") {
 		p = p[:len(p)-1]
 	}
@@ -183,13 +197,38 @@ func writeJSON(c echo.Context, status int, v any) error {
 	if err := enc.Encode(v); err != nil {
 		return err
 	}
-	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	b := jsLineSeparators(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 	h := c.Response().Header()
 	h.Set(echo.HeaderContentType, "application/json; charset=utf-8")
 	h.Set(echo.HeaderContentLength, strconv.Itoa(len(b)))
 	c.Response().WriteHeader(status)
 	_, err := c.Response().Write(b)
 	return err
+}
+
+// jsLineSeparators undoes encoding/json's escaping of U+2028 and U+2029,
+// which it does even with SetEscapeHTML(false): JSON.stringify writes them
+// raw. Every backslash in encoder output starts an escape, so skipping each
+// escape whole never mistakes an escaped backslash followed by "u2028".
+func jsLineSeparators(b []byte) []byte {
+	if !bytes.Contains(b, []byte(`\u202`)) {
+		return b
+	}
+	out := make([]byte, 0, len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 == len(b) {
+			out = append(out, b[i])
+			continue
+		}
+		if s := b[i+1:]; len(s) >= 5 && (string(s[:5]) == "u2028" || string(s[:5]) == "u2029") {
+			out = append(out, 0xE2, 0x80, 0xA8+(s[4]-'8'))
+			i += 5
+			continue
+		}
+		out = append(out, b[i], b[i+1])
+		i++
+	}
+	return out
 }
 
 func contextWithTimeout(c echo.Context, d time.Duration) (context.Context, context.CancelFunc) {

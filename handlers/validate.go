@@ -52,7 +52,7 @@ var (
 func validate(body *object, dto []field) error {
 	var msgs []string
 	for _, k := range body.keys {
-		if !declared(dto, k) && k != "__proto__" && k != "constructor" {
+		if !declared(dto, k) && !neverCopied[k] {
 			msgs = append(msgs, "property "+k+" should not exist")
 		}
 	}
@@ -71,6 +71,17 @@ func validate(body *object, dto []field) error {
 		return nil
 	}
 	return newHTTPError(http.StatusBadRequest, msgs)
+}
+
+// neverCopied are the keys that never reach class-validator, so are never
+// reported: ValidationPipe deletes __proto__, prototype and constructor, and
+// class-transformer skips a key whose value on the new DTO is a function,
+// as Object.prototype's methods are.
+var neverCopied = map[string]bool{
+	"__proto__": true, "prototype": true, "constructor": true,
+	"__defineGetter__": true, "__defineSetter__": true, "__lookupGetter__": true, "__lookupSetter__": true,
+	"hasOwnProperty": true, "isPrototypeOf": true, "propertyIsEnumerable": true,
+	"toString": true, "toLocaleString": true, "valueOf": true,
 }
 
 func declared(dto []field, key string) bool {
@@ -134,12 +145,15 @@ func utf16Len(s string) int {
 // The character classes of validator.js 13 (isEmail and isFQDN with their
 // default options), in Go's regexp syntax.
 var (
-	emailUserUTF8Part   = regexp.MustCompile("(?i)^[a-z\\d!#$%&'*+\\-/=?^_`{|}~\u00A1-\uD7FF\uF900-\uFDCF\uFDF0-\uFFEF]+$")
-	quotedEmailUserUTF8 = regexp.MustCompile("(?i)^(?:[\\s\x01-\x08\x0b\x0c\x0e-\x1f\x7f\x21\x23-\x5b\x5d-\x7e\u00A0-\uD7FF\uF900-\uFDCF\uFDF0-\uFFEF]|\\\\[\x01-\x09\x0b\x0c\x0d-\x7f\u00A0-\uD7FF\uF900-\uFDCF\uFDF0-\uFFEF])*$")
+	emailUserUTF8Part = regexp.MustCompile("(?i)^[a-z\\d!#$%&'*+\\-/=?^_`{|}~\u00A1-\uD7FF\uF900-\uFDCF\uFDF0-\uFFEF]+$")
+	// Regexp escapes, not Go ones: a raw ']' (\x5d) would end the class.
+	quotedEmailUserUTF8 = regexp.MustCompile(`(?i)^(?:[\s\x01-\x08\x0b\x0c\x0e-\x1f\x7f\x21\x23-\x5b\x5d-\x7e\x{A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}]|\\[\x01-\x09\x0b\x0c\x0d-\x7f\x{A0}-\x{D7FF}\x{F900}-\x{FDCF}\x{FDF0}-\x{FFEF}])*$`)
 	fqdnTLD             = regexp.MustCompile("(?i)^(?:[a-z\u00A1-\u00A8\u00AA-\uD7FF\uF900-\uFDCF\uFDF0-\uFFEF]{2,}|xn[a-z0-9-]{2,})$")
-	fqdnPart            = regexp.MustCompile("(?i)^[a-z_\u00a1-\uffff0-9-]+$")
-	fullWidth           = regexp.MustCompile("[\uff01-\uff5e]")
-	allDigits           = regexp.MustCompile(`^\d+$`)
+	// JavaScript matches \u00a1-\uffff per UTF-16 unit, so astral characters
+	// (two surrogates, both in range) pass too.
+	fqdnPart  = regexp.MustCompile(`(?i)^[a-z_\x{a1}-\x{10FFFF}0-9-]+$`)
+	fullWidth = regexp.MustCompile("[\uff01-\uff5e]")
+	allDigits = regexp.MustCompile(`^\d+$`)
 )
 
 // isEmail is validator.js's isEmail with its default options, which
@@ -171,8 +185,8 @@ func isEmail(s string) bool {
 	return true
 }
 
-// isJSSpace is JavaScript's \s.
-func isJSSpace(r rune) bool { return unicode.IsSpace(r) || r == '\uFEFF' }
+// isJSSpace is JavaScript's \s: Unicode's white space and the BOM, but not NEL.
+func isJSSpace(r rune) bool { return unicode.IsSpace(r) && r != '\u0085' || r == '\uFEFF' }
 
 func isFQDN(s string) bool {
 	parts := strings.Split(s, ".")
