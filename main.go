@@ -22,6 +22,7 @@ import (
 	"github.com/tokenrelay/authsvc/auth"
 	"github.com/tokenrelay/authsvc/config"
 	"github.com/tokenrelay/authsvc/handlers"
+	"github.com/tokenrelay/authsvc/loadtest"
 	"github.com/tokenrelay/authsvc/models"
 	"github.com/tokenrelay/authsvc/mutex"
 )
@@ -29,6 +30,14 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "loadtest" {
+		// The load tool: `go run . loadtest storm|chain ...` (see loadtest).
+		os.Exit(loadtest.Main(ctx, os.Args[2:], os.Stdout, os.Stderr))
+	}
+	if len(os.Args) > 1 {
+		fmt.Fprintf(os.Stderr, "authsvc: unknown command %q\nusage: authsvc            run the service (configured by environment variables)\n       authsvc loadtest ...  run load scenarios against a server (authsvc loadtest -h)\n", os.Args[1])
+		os.Exit(2)
+	}
 	if err := run(ctx, os.Getenv, os.Stdout, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "authsvc:", err)
 		os.Exit(1)

@@ -1,0 +1,237 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+const chainUsage = `usage: loadtest chain [flags]
+
+Registers --users users; then -c clients each log in (client i as user i mod
+--users, so each client has a token family of its own) and chain refreshes,
+each with the refresh token it last received, for --duration or until --count
+refreshes were made in all. A client whose refresh fails logs in again to go
+on. Reports refreshes per second, latency percentiles, statuses and errors.
+
+flags:
+`
+
+// chainConfig is the configuration of a chain run.
+type chainConfig struct {
+	commonFlags
+	users, clients int
+	duration       time.Duration
+	count          int
+	durationSet    bool
+}
+
+func (cfg *chainConfig) check() error {
+	if err := cfg.commonFlags.check(); err != nil {
+		return err
+	}
+	switch {
+	case cfg.users < 1:
+		return fmt.Errorf("--users %d: want at least 1", cfg.users)
+	case cfg.clients < 1:
+		return fmt.Errorf("-c %d: want at least 1", cfg.clients)
+	case cfg.count < 0:
+		return fmt.Errorf("--count %d: want at least 1", cfg.count)
+	case cfg.count > 0 && cfg.durationSet:
+		return errors.New("--duration and --count exclude each other")
+	case cfg.count == 0 && cfg.duration <= 0:
+		return fmt.Errorf("--duration %s: want a positive duration", cfg.duration)
+	}
+	return nil
+}
+
+// chainReport is the summary of a chain run.
+type chainReport struct {
+	Mode               string        `json:"mode"` // "chain"
+	URL                string        `json:"url"`
+	Users              int           `json:"users"`
+	Clients            int           `json:"clients"`
+	PlannedDurationMS  float64       `json:"plannedDurationMs,omitempty"`
+	PlannedCount       int           `json:"plannedCount,omitempty"`
+	tallyReport                      // the refresh requests
+	ElapsedMS          float64       `json:"elapsedMs"`
+	RefreshesPerSecond float64       `json:"refreshesPerSecond"`
+	LatencyMS          latencyReport `json:"latencyMs"` // of the refresh requests
+	Relogins           tallyReport   `json:"relogins"`  // logins after a failed refresh
+	Interrupted        bool          `json:"interrupted"`
+}
+
+// chain runs the chain mode.
+func chain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var cfg chainConfig
+	fs := newFlagSet("chain", chainUsage, stderr)
+	cfg.commonFlags.register(fs)
+	fs.IntVar(&cfg.users, "users", 10, "number of users to register")
+	fs.IntVar(&cfg.clients, "c", 50, "concurrent clients")
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long to run")
+	fs.IntVar(&cfg.count, "count", 0, "run until this many refreshes in all, instead of for --duration")
+	parsed := parse(fs, args, stderr, func() error {
+		fs.Visit(func(f *flag.Flag) { cfg.durationSet = cfg.durationSet || f.Name == "duration" })
+		return cfg.check()
+	})
+	if parsed >= 0 {
+		return parsed
+	}
+
+	c := newClient(cfg.url, cfg.clients, cfg.timeout)
+	defer c.close()
+	accts, tokens, err := chainSetup(ctx, c, cfg)
+	if err != nil {
+		return setupFailed(stderr, err)
+	}
+
+	var total int64
+	if cfg.count > 0 {
+		total = int64(cfg.count)
+	}
+	prog := startProgress(stderr, total, cfg.duration, true)
+	rep := runChain(ctx, c, cfg, accts, tokens, prog)
+	prog.finish()
+	failed := rep.Failed > 0 || rep.Relogins.Failed > 0
+	return finish(stdout, stderr, cfg.json, rep, func(w io.Writer) error { return writeChainTable(w, rep) }, failed)
+}
+
+// chainSetup registers the users and logs every client in. It returns the
+// accounts and each client's refresh token.
+func chainSetup(ctx context.Context, c *client, cfg chainConfig) ([]account, []string, error) {
+	accts := newAccounts(cfg.users)
+	// The first registration alone, so that a target that cannot be used
+	// gives one clear error rather than a crowd of them.
+	if _, err := c.register(ctx, accts[0]); err != nil {
+		return nil, nil, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(cfg.clients)
+	for _, a := range accts[1:] {
+		g.Go(func() error {
+			_, err := c.register(gctx, a)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	tokens := make([]string, cfg.clients)
+	g, gctx = errgroup.WithContext(ctx)
+	for i := range tokens {
+		g.Go(func() (err error) {
+			tokens[i], err = c.session(gctx, accts[i%len(accts)])
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	return accts, tokens, nil
+}
+
+// runChain has the clients chain refreshes, client i starting with tokens[i]
+// as accts[i mod len(accts)], until the duration is over, the count is
+// reached or ctx ends, and sums up the refreshes.
+func runChain(ctx context.Context, c *client, cfg chainConfig, accts []account, tokens []string, prog *progress) chainReport {
+	var remaining atomic.Int64
+	remaining.Store(int64(cfg.count))
+	var deadline time.Time // set at the release, before any client reads it
+	more := func() bool {
+		if ctx.Err() != nil {
+			return false
+		}
+		if cfg.count > 0 {
+			return remaining.Add(-1) >= 0
+		}
+		return time.Now().Before(deadline)
+	}
+
+	workers := make([]*chainer, cfg.clients)
+	start := make(chan struct{})
+	var ready, done sync.WaitGroup
+	ready.Add(len(workers))
+	for i := range workers {
+		w := &chainer{c: c, acct: accts[i%len(accts)], refreshes: newTally(), relogins: newTally(), prog: prog}
+		workers[i] = w
+		done.Go(func() {
+			ready.Done()
+			<-start
+			w.run(ctx, tokens[i], more)
+		})
+	}
+	ready.Wait()
+	released := time.Now()
+	deadline = released.Add(cfg.duration)
+	close(start)
+	done.Wait()
+	elapsed := time.Since(released)
+
+	refreshes, relogins := newTally(), newTally()
+	var latencies []time.Duration
+	for _, w := range workers {
+		refreshes.merge(w.refreshes)
+		relogins.merge(w.relogins)
+		latencies = append(latencies, w.latencies...)
+	}
+	rep := chainReport{
+		Mode: "chain", URL: cfg.url, Users: cfg.users, Clients: cfg.clients,
+		tallyReport: refreshes.report(), ElapsedMS: ms(elapsed), LatencyMS: summarize(latencies),
+		Relogins: relogins.report(), Interrupted: ctx.Err() != nil,
+	}
+	if cfg.count > 0 {
+		rep.PlannedCount = cfg.count
+	} else {
+		rep.PlannedDurationMS = ms(cfg.duration)
+	}
+	if s := elapsed.Seconds(); s > 0 {
+		rep.RefreshesPerSecond = float64(refreshes.requests) / s
+	}
+	return rep
+}
+
+// chainer is one client of a chain run. Only its goroutine touches it until
+// run returns.
+type chainer struct {
+	c         *client
+	acct      account
+	prog      *progress
+	refreshes *tally
+	relogins  *tally
+	latencies []time.Duration
+}
+
+// run refreshes token, then each successor, while more says so. After a
+// failed refresh it logs in again; when that fails too, it stops.
+func (w *chainer) run(ctx context.Context, token string, more func() bool) {
+	for more() {
+		o := w.c.refresh(ctx, token)
+		if o.canceled {
+			return
+		}
+		w.refreshes.add(o)
+		w.latencies = append(w.latencies, o.latency)
+		w.prog.add(o.ok())
+		if o.ok() {
+			token = o.token
+			continue
+		}
+		// The family may be gone (a reused token revokes it): start another.
+		lo := w.c.login(ctx, w.acct)
+		if lo.canceled {
+			return
+		}
+		w.relogins.add(lo)
+		if !lo.ok() {
+			return
+		}
+		token = lo.token
+	}
+}

@@ -1,0 +1,284 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"time"
+	"unicode/utf8"
+)
+
+// maxBody is the most of an answer's body that is kept; the contract's bodies
+// are a few hundred bytes.
+const maxBody = 1 << 20
+
+// client talks to one target over one pool of keep-alive connections. It is
+// safe for concurrent use.
+type client struct {
+	base string // the target's URL, without a trailing slash
+	hc   *http.Client
+}
+
+// newClient returns a client that keeps up to conns idle connections to base
+// and gives every request at most timeout.
+func newClient(base string, conns int, timeout time.Duration) *client {
+	tr := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          conns,
+		MaxIdleConnsPerHost:   conns,
+		IdleConnTimeout:       30 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: timeout,
+		ExpectContinueTimeout: time.Second,
+	}
+	return &client{base: base, hc: &http.Client{Transport: tr, Timeout: timeout}}
+}
+
+// close closes the idle connections.
+func (c *client) close() { c.hc.CloseIdleConnections() }
+
+// answer is an HTTP response, its body read whole (up to maxBody).
+type answer struct {
+	status int
+	body   []byte
+}
+
+// do sends one request, body encoded as JSON unless nil, and reads the
+// answer. An answer whose body could not be read whole comes with its status
+// and the error.
+func (c *client) do(ctx context.Context, method, path string, body any) (answer, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return answer{}, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return answer{}, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	res, err := c.hc.Do(req)
+	if err != nil {
+		return answer{}, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, maxBody))
+	return answer{status: res.StatusCode, body: b}, err
+}
+
+// call posts body to path. A success is a 2xx answer whose JSON body has a
+// refreshToken, which the outcome carries.
+func (c *client) call(ctx context.Context, path string, body any) (outcome, answer) {
+	start := time.Now()
+	a, err := c.do(ctx, http.MethodPost, path, body)
+	o := outcome{status: a.status, latency: time.Since(start), err: err}
+	switch {
+	case err != nil:
+		o.message = transportMessage(err)
+		o.canceled = ctx.Err() != nil
+	case a.status < 200 || a.status > 299:
+		o.message = messageOf(a.body, a.status)
+	default:
+		if o.token = refreshTokenOf(a.body); o.token == "" {
+			o.message = "no refreshToken in the answer"
+		}
+	}
+	return o, a
+}
+
+// refresh presents token to POST /auth/refresh.
+func (c *client) refresh(ctx context.Context, token string) outcome {
+	o, _ := c.call(ctx, "/auth/refresh", map[string]string{"refreshToken": token})
+	return o
+}
+
+// login signs acct in during a run; a failure is an outcome to count.
+func (c *client) login(ctx context.Context, acct account) outcome {
+	o, _ := c.call(ctx, "/auth/login", map[string]string{"email": acct.email, "password": acct.password})
+	return o
+}
+
+// register creates acct and returns its refresh token. It is the first
+// request of a run, so its errors say whether the target can be used at all:
+// see signIn.
+func (c *client) register(ctx context.Context, acct account) (string, error) {
+	return c.signIn(ctx, "/auth/register", map[string]string{"email": acct.email, "password": acct.password, "name": "loadtest"})
+}
+
+// session signs acct in and returns its refresh token; its errors are
+// those of signIn.
+func (c *client) session(ctx context.Context, acct account) (string, error) {
+	return c.signIn(ctx, "/auth/login", map[string]string{"email": acct.email, "password": acct.password})
+}
+
+// signIn posts body to path and returns the refresh token of the answer. Its
+// error is ctx.Err() when ctx ended, an *unreachableError when no answer
+// came, and a *targetError when the answer was not a session.
+func (c *client) signIn(ctx context.Context, path string, body any) (string, error) {
+	o, a := c.call(ctx, path, body)
+	switch {
+	case o.ok():
+		return o.token, nil
+	case o.canceled:
+		return "", ctx.Err()
+	case o.err != nil && o.status == 0:
+		return "", &unreachableError{url: c.base, err: o.err}
+	}
+	return "", &targetError{method: http.MethodPost, url: c.base + path, status: a.status, body: a.body, foreign: !refusal(a)}
+}
+
+// warm opens up to n keep-alive connections, so that the requests of a storm
+// leave together instead of waiting for connections to be dialled: n
+// concurrent GET /health, released together. Their answers do not matter.
+func (c *client) warm(ctx context.Context, n int) {
+	start := make(chan struct{})
+	done := make(chan struct{}, n)
+	for range n {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			<-start
+			_, _ = c.do(ctx, http.MethodGet, "/health", nil) // only the connection matters
+		}()
+	}
+	close(start)
+	for range n {
+		<-done
+	}
+}
+
+// unreachableError is the error of a target that did not answer at all.
+type unreachableError struct {
+	url string
+	err error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("cannot reach %s: %s", e.url, reason(e.err))
+}
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// targetError is the error of a target that answered, but not with a session.
+// foreign says the answer is not even the contract's error shape: the server
+// does not look like it speaks API.md (a missing route, a body that is not
+// JSON, a success without a refresh token).
+type targetError struct {
+	method, url string
+	status      int
+	body        []byte
+	foreign     bool
+}
+
+func (e *targetError) Error() string {
+	if e.foreign {
+		return fmt.Sprintf("%s %s answered %d %q: the server does not look like it speaks API.md",
+			e.method, e.url, e.status, bodyStart(e.body, 80))
+	}
+	return fmt.Sprintf("%s %s answered %d: %s", e.method, e.url, e.status, messageOf(e.body, e.status))
+}
+
+// refusal reports whether a is an error of the contract: a 4xx or 5xx status
+// other than 404 and 405 (a route that exists), with a NestJS error body.
+func refusal(a answer) bool {
+	if a.status < 400 || a.status == http.StatusNotFound || a.status == http.StatusMethodNotAllowed {
+		return false
+	}
+	var v struct {
+		StatusCode *int            `json:"statusCode"`
+		Message    json.RawMessage `json:"message"`
+	}
+	return json.Unmarshal(a.body, &v) == nil && v.StatusCode != nil && len(v.Message) > 0
+}
+
+// refreshTokenOf returns the refreshToken of a JSON body, or "".
+func refreshTokenOf(body []byte) string {
+	var v struct {
+		RefreshToken any `json:"refreshToken"`
+	}
+	if json.Unmarshal(body, &v) != nil {
+		return ""
+	}
+	s, _ := v.RefreshToken.(string)
+	return s
+}
+
+// messageOf says why an answer is a failure: the "message" of a NestJS error
+// body (an array of validation messages is joined with "; "), else the start
+// of the body, else the status text.
+func messageOf(body []byte, status int) string {
+	var v struct {
+		Message any `json:"message"`
+	}
+	if json.Unmarshal(body, &v) == nil {
+		switch m := v.Message.(type) {
+		case string:
+			if m != "" {
+				return m
+			}
+		case []any:
+			parts := make([]string, len(m))
+			for i, p := range m {
+				parts[i] = fmt.Sprint(p)
+			}
+			if len(parts) > 0 {
+				return strings.Join(parts, "; ")
+			}
+		}
+	}
+	if s := bodyStart(body, 80); s != "" {
+		return s
+	}
+	if s := http.StatusText(status); s != "" {
+		return s
+	}
+	return fmt.Sprintf("status %d", status)
+}
+
+// bodyStart returns the first n runes of body on one line, "…" marking a cut.
+func bodyStart(body []byte, n int) string {
+	s := strings.Join(strings.Fields(strings.ToValidUTF8(string(body), "\uFFFD")), " ")
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n]) + "…"
+}
+
+// transportMessage is the text of a transport error without the method and
+// URL that net/http puts in front, which would make every failure unique.
+func transportMessage(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return err.Error()
+}
+
+// reason says in a few words why no answer came: "connection refused", "no
+// answer within 10s", "lookup nope.invalid: no such host".
+func reason(err error) string {
+	var errno syscall.Errno
+	var dns *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.As(err, &errno):
+		return errno.Error()
+	case errors.As(err, &dns):
+		return dns.Error()
+	case errors.As(err, &ne) && ne.Timeout():
+		return "no answer in time: " + transportMessage(err)
+	}
+	return transportMessage(err)
+}

@@ -1,0 +1,208 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+)
+
+const stormUsage = `usage: loadtest storm [flags]
+
+Registers a user with a random email (or logs in with --email and --password),
+then runs --rounds rounds; each fires -n refreshes of one refresh token at once.
+A server without the race answers every one 200 with the same successor, which
+the next round refreshes; otherwise the next round logs in again. Exit status 1
+when any refresh failed or a round returned more than one successor.
+
+flags:
+`
+
+// stormConfig is the configuration of a storm.
+type stormConfig struct {
+	commonFlags
+	n, rounds       int
+	email, password string
+}
+
+func (cfg *stormConfig) check() error {
+	if err := cfg.commonFlags.check(); err != nil {
+		return err
+	}
+	switch {
+	case cfg.n < 1:
+		return fmt.Errorf("-n %d: want at least 1", cfg.n)
+	case cfg.rounds < 1:
+		return fmt.Errorf("--rounds %d: want at least 1", cfg.rounds)
+	case (cfg.email == "") != (cfg.password == ""):
+		return errors.New("--email and --password go together")
+	}
+	return nil
+}
+
+// stormReport is the summary of a storm.
+type stormReport struct {
+	Mode          string        `json:"mode"` // "storm"
+	URL           string        `json:"url"`
+	Concurrency   int           `json:"concurrency"`
+	RoundsPlanned int           `json:"roundsPlanned"`
+	Rounds        []roundReport `json:"rounds"`
+	Total         stormTotal    `json:"total"`
+	Interrupted   bool          `json:"interrupted"`
+}
+
+// roundReport is the summary of one round.
+type roundReport struct {
+	Round int `json:"round"`
+	tallyReport
+	Successors int     `json:"successors"` // distinct refresh tokens returned
+	DurationMS float64 `json:"durationMs"` // from the release to the last answer
+	FreshLogin bool    `json:"freshLogin"` // the token came from a login, not from the round before
+}
+
+// stormTotal sums up the rounds.
+type stormTotal struct {
+	tallyReport
+	Successors             int     `json:"successors"`
+	RoundsWithOneSuccessor int     `json:"roundsWithOneSuccessor"`
+	DurationMS             float64 `json:"durationMs"`
+}
+
+// failed reports whether any refresh failed or any round returned more than
+// one successor: both break "Refresh semantics" rule 1.
+func (r stormReport) failed() bool {
+	for _, rr := range r.Rounds {
+		if rr.Successors > 1 {
+			return true
+		}
+	}
+	return r.Total.Failed > 0
+}
+
+// storm runs the storm mode.
+func storm(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var cfg stormConfig
+	fs := newFlagSet("storm", stormUsage, stderr)
+	cfg.commonFlags.register(fs)
+	fs.IntVar(&cfg.n, "n", 200, "concurrent refreshes of one token per round")
+	fs.IntVar(&cfg.rounds, "rounds", 5, "number of rounds")
+	fs.StringVar(&cfg.email, "email", "", "log in as this user instead of registering a fresh one (with --password)")
+	fs.StringVar(&cfg.password, "password", "", "the password of --email")
+	if code := parse(fs, args, stderr, cfg.check); code >= 0 {
+		return code
+	}
+
+	c := newClient(cfg.url, cfg.n, cfg.timeout)
+	defer c.close()
+	acct := account{email: cfg.email, password: cfg.password}
+	var token string
+	var err error
+	if acct.email == "" {
+		acct = newAccounts(1)[0]
+		token, err = c.register(ctx, acct)
+	} else {
+		token, err = c.session(ctx, acct)
+	}
+	if err != nil {
+		return setupFailed(stderr, err)
+	}
+
+	prog := startProgress(stderr, int64(cfg.n*cfg.rounds), 0, false)
+	rep, err := runStorm(ctx, c, cfg, acct, token, prog)
+	prog.finish()
+	if err != nil {
+		fmt.Fprintln(stderr, "loadtest:", err)
+	}
+	return finish(stdout, stderr, cfg.json, rep, func(w io.Writer) error { return writeStormTable(w, rep) }, err != nil || rep.failed())
+}
+
+// runStorm runs the rounds of a storm, starting with token of acct. It
+// returns the summary of the rounds done, and an error when a login that a
+// round needed failed.
+func runStorm(ctx context.Context, c *client, cfg stormConfig, acct account, token string, prog *progress) (stormReport, error) {
+	rep := stormReport{Mode: "storm", URL: cfg.url, Concurrency: cfg.n, RoundsPlanned: cfg.rounds, Rounds: []roundReport{}}
+	total := newTally()
+	fresh := true
+	var err error
+	for r := 1; r <= cfg.rounds && ctx.Err() == nil; r++ {
+		if token == "" {
+			if token, err = c.session(ctx, acct); err != nil {
+				if ctx.Err() != nil {
+					err = nil
+				} else {
+					err = fmt.Errorf("round %d: log in again: %w", r, err)
+				}
+				break
+			}
+			fresh = true
+		}
+		c.warm(ctx, cfg.n)
+		t, successors, elapsed := stormRound(ctx, c, cfg.n, token, prog)
+		if t.requests == 0 {
+			break // interrupted before any answer
+		}
+		total.merge(t)
+		rr := roundReport{Round: r, tallyReport: t.report(), Successors: len(successors), DurationMS: ms(elapsed), FreshLogin: fresh}
+		rep.Rounds = append(rep.Rounds, rr)
+		rep.Total.Successors += rr.Successors
+		rep.Total.DurationMS += rr.DurationMS
+		if rr.Successors == 1 {
+			rep.Total.RoundsWithOneSuccessor++
+		}
+		prog.println(fmt.Sprintf("round %d/%d: %d requests, %d ok, %d failed, successors %d, %s, statuses %s",
+			r, cfg.rounds, rr.Requests, rr.OK, rr.Failed, rr.Successors, fmtMS(rr.DurationMS), fmtStatuses(rr.Statuses)))
+
+		// The next round refreshes the successor, when the server agreed on one.
+		token, fresh = "", false
+		if len(successors) == 1 {
+			for s := range successors {
+				token = s
+			}
+		}
+	}
+	rep.Total.tallyReport = total.report()
+	rep.Interrupted = ctx.Err() != nil
+	return rep, err
+}
+
+// stormRound fires n refreshes of token at once: n goroutines wait on one
+// channel, and closing it releases them together. It returns their tally
+// (without the requests the end of ctx cut short), the distinct successors
+// returned, and the time from the release to the last answer.
+func stormRound(ctx context.Context, c *client, n int, token string, prog *progress) (*tally, map[string]bool, time.Duration) {
+	outcomes := make([]outcome, n)
+	start := make(chan struct{})
+	var ready, done sync.WaitGroup
+	ready.Add(n)
+	for i := range outcomes {
+		done.Go(func() {
+			ready.Done()
+			<-start
+			o := c.refresh(ctx, token)
+			if !o.canceled {
+				prog.add(o.ok())
+			}
+			outcomes[i] = o
+		})
+	}
+	ready.Wait()
+	released := time.Now()
+	close(start)
+	done.Wait()
+	elapsed := time.Since(released)
+
+	t := newTally()
+	successors := map[string]bool{}
+	for _, o := range outcomes {
+		if o.canceled {
+			continue
+		}
+		t.add(o)
+		if o.ok() {
+			successors[o.token] = true
+		}
+	}
+	return t, successors, elapsed
+}

@@ -1,0 +1,293 @@
+package tests
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tokenrelay/authsvc/loadtest"
+)
+
+// loadtestRun is what one loadtest.Main call did.
+type loadtestRun struct {
+	code           int
+	stdout, stderr string
+}
+
+// runLoadtest runs the load tool with args.
+func runLoadtest(t *testing.T, args ...string) loadtestRun {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := loadtest.Main(t.Context(), args, &stdout, &stderr)
+	r := loadtestRun{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	if strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine ") {
+		t.Fatalf("loadtest %q panicked:\n%s", args, r.stderr)
+	}
+	return r
+}
+
+// decode parses the --json summary into v.
+func (r loadtestRun) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(r.stdout), v); err != nil {
+		t.Fatalf("--json output is not one JSON object: %v\nstdout:\n%s\nstderr:\n%s", err, r.stdout, r.stderr)
+	}
+}
+
+type loadtestErrorJSON struct {
+	Count   int    `json:"count"`
+	Status  int    `json:"status"`
+	Message string `json:"message"`
+}
+
+type loadtestTallyJSON struct {
+	Requests int                 `json:"requests"`
+	OK       int                 `json:"ok"`
+	Failed   int                 `json:"failed"`
+	Statuses map[string]int      `json:"statuses"`
+	Errors   []loadtestErrorJSON `json:"errors"`
+}
+
+type stormJSON struct {
+	Concurrency int `json:"concurrency"`
+	Rounds      []struct {
+		Round int `json:"round"`
+		loadtestTallyJSON
+		Successors int     `json:"successors"`
+		DurationMS float64 `json:"durationMs"`
+		FreshLogin bool    `json:"freshLogin"`
+	} `json:"rounds"`
+	Total struct {
+		loadtestTallyJSON
+		Successors             int `json:"successors"`
+		RoundsWithOneSuccessor int `json:"roundsWithOneSuccessor"`
+	} `json:"total"`
+	Interrupted bool `json:"interrupted"`
+}
+
+type chainJSON struct {
+	loadtestTallyJSON
+	PlannedCount       int     `json:"plannedCount"`
+	ElapsedMS          float64 `json:"elapsedMs"`
+	RefreshesPerSecond float64 `json:"refreshesPerSecond"`
+	LatencyMS          struct {
+		Samples int     `json:"samples"`
+		P50     float64 `json:"p50"`
+		P90     float64 `json:"p90"`
+		P99     float64 `json:"p99"`
+		Max     float64 `json:"max"`
+	} `json:"latencyMs"`
+	Relogins loadtestTallyJSON `json:"relogins"`
+}
+
+// TestLoadtestStorm: 3 rounds of 100 concurrent refreshes of one token
+// against the service all get 200 and one successor per round, which the
+// next round refreshes; the service rotated exactly once per round.
+func TestLoadtestStorm(t *testing.T) {
+	a := newApp(t, defaultConfig())
+	r := runLoadtest(t, "storm", "--url", a.URL, "-n", "100", "--rounds", "3", "--json")
+	if r.code != 0 {
+		t.Errorf("exit status = %d, want 0; stderr:\n%s", r.code, r.stderr)
+	}
+	var got stormJSON
+	r.decode(t, &got)
+	if got.Total.Requests != 300 || got.Total.OK != 300 || got.Total.Failed != 0 || got.Total.Statuses["200"] != 300 || len(got.Total.Statuses) != 1 {
+		t.Errorf("total = %+v, want 300 requests, all 200", got.Total.loadtestTallyJSON)
+	}
+	if len(got.Total.Errors) != 0 {
+		t.Errorf("errors = %+v, want none", got.Total.Errors)
+	}
+	if len(got.Rounds) != 3 || got.Total.Successors != 3 || got.Total.RoundsWithOneSuccessor != 3 {
+		t.Fatalf("%d rounds, %d successors, %d rounds with one successor; want 3, 3, 3", len(got.Rounds), got.Total.Successors, got.Total.RoundsWithOneSuccessor)
+	}
+	for i, rr := range got.Rounds {
+		if rr.Round != i+1 || rr.Requests != 100 || rr.Statuses["200"] != 100 || rr.Successors != 1 || rr.DurationMS <= 0 {
+			t.Errorf("round %d = %+v, want 100 × 200, one successor, a duration", i+1, rr)
+		}
+		if wantFresh := i == 0; rr.FreshLogin != wantFresh {
+			t.Errorf("round %d freshLogin = %v, want %v (later rounds refresh the successor)", i+1, rr.FreshLogin, wantFresh)
+		}
+	}
+	if rotations := a.counter(t, "auth_refresh_total", "result", "rotated"); rotations != 3 {
+		t.Errorf("the service rotated %v times, want 3 (once per round)", rotations)
+	}
+	if n := strings.Count(r.stderr, "round "); n != 3 {
+		t.Errorf("stderr has %d round lines, want 3:\n%s", n, r.stderr)
+	}
+	if got.Interrupted {
+		t.Error("interrupted = true")
+	}
+
+	// Without --json: the same figures as a table.
+	r = runLoadtest(t, "storm", "--url", a.URL, "-n", "10", "--rounds", "2")
+	if r.code != 0 || !strings.Contains(r.stdout, "2/2 rounds with one successor") || !strings.Contains(r.stdout, "200×20") {
+		t.Errorf("table run: exit %d, stdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// naiveFront serves the naive refresh of race_test.go behind the contract's
+// routes: POST /auth/refresh goes to the naive handler, everything else to
+// the real service a, over the same database.
+func naiveFront(t *testing.T, a *app) *app {
+	t.Helper()
+	naive := naiveServer(t, a.DatabaseURL)
+	appURL, err := url.Parse(a.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	naiveURL, err := url.Parse(naive.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 1000}
+	t.Cleanup(tr.CloseIdleConnections)
+	mux := http.NewServeMux()
+	mux.Handle("POST /auth/refresh", &httputil.ReverseProxy{Transport: tr, Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(naiveURL)
+		r.Out.URL.Path, r.Out.URL.RawPath = "/naive/refresh", ""
+	}})
+	mux.Handle("/", &httputil.ReverseProxy{Transport: tr, Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(appURL) }})
+	return newHTTPServer(t, mux)
+}
+
+// TestLoadtestStormNaive: the same storm against the naive refresh shows the
+// bug by name: failures grouped by message, "record not found" among them,
+// and exit status 1.
+func TestLoadtestStormNaive(t *testing.T) {
+	a := newApp(t, defaultConfig())
+	front := naiveFront(t, a)
+	r := runLoadtest(t, "storm", "--url", front.URL, "-n", "100", "--rounds", "3", "--json")
+	if r.code != 1 {
+		t.Errorf("exit status = %d, want 1; stderr:\n%s", r.code, r.stderr)
+	}
+	var got stormJSON
+	r.decode(t, &got)
+	if got.Total.Requests != 300 || got.Total.Failed == 0 || got.Total.OK+got.Total.Failed != 300 {
+		t.Errorf("total = %+v, want 300 requests, some failed", got.Total.loadtestTallyJSON)
+	}
+	failed := 0
+	var notFound *loadtestErrorJSON
+	for i, e := range got.Total.Errors {
+		failed += e.Count
+		if e.Message == "record not found" {
+			notFound = &got.Total.Errors[i]
+		}
+	}
+	if notFound == nil || notFound.Status != http.StatusInternalServerError || notFound.Count == 0 {
+		t.Fatalf("errors = %+v, want a group 500 \"record not found\"", got.Total.Errors)
+	}
+	if failed != got.Total.Failed {
+		t.Errorf("the error groups count %d failures, the total %d", failed, got.Total.Failed)
+	}
+	t.Logf("naive storm: statuses %v, errors %+v", got.Total.Statuses, got.Total.Errors)
+}
+
+// TestLoadtestChain: --count 200 makes exactly 200 refreshes, all 200, with
+// ordered percentiles; the service rotated 200 times.
+func TestLoadtestChain(t *testing.T) {
+	a := newApp(t, defaultConfig())
+	r := runLoadtest(t, "chain", "--url", a.URL, "--users", "3", "-c", "8", "--count", "200", "--json")
+	if r.code != 0 {
+		t.Errorf("exit status = %d, want 0; stderr:\n%s", r.code, r.stderr)
+	}
+	var got chainJSON
+	r.decode(t, &got)
+	if got.Requests != 200 || got.OK != 200 || got.Failed != 0 || got.Statuses["200"] != 200 || len(got.Statuses) != 1 || len(got.Errors) != 0 {
+		t.Errorf("refreshes = %+v, want exactly 200, all 200", got.loadtestTallyJSON)
+	}
+	l := got.LatencyMS
+	if l.Samples != 200 || l.P50 <= 0 || l.P50 > l.P90 || l.P90 > l.P99 || l.P99 > l.Max {
+		t.Errorf("latency = %+v, want 200 samples and 0 < p50 ≤ p90 ≤ p99 ≤ max", l)
+	}
+	if got.ElapsedMS <= 0 || got.RefreshesPerSecond <= 0 || got.PlannedCount != 200 {
+		t.Errorf("elapsed %vms, %v/s, planned %d: want positive figures and 200", got.ElapsedMS, got.RefreshesPerSecond, got.PlannedCount)
+	}
+	if got.Relogins.Requests != 0 {
+		t.Errorf("relogins = %+v, want none", got.Relogins)
+	}
+	if rotations := a.counter(t, "auth_refresh_total", "result", "rotated"); rotations != 200 {
+		t.Errorf("the service rotated %v times, want 200", rotations)
+	}
+}
+
+// TestLoadtestChainRelogin: a client whose refresh fails counts the failure,
+// logs in again and goes on; the run exits 1.
+func TestLoadtestChainRelogin(t *testing.T) {
+	a := newApp(t, defaultConfig())
+	var refreshes atomic.Int64
+	front := newHTTPServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/auth/refresh" && refreshes.Add(1)%10 == 0 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"message":"Invalid refresh token","error":"Unauthorized","statusCode":401}`))
+			return
+		}
+		a.Server.Config.Handler.ServeHTTP(w, r)
+	}))
+	r := runLoadtest(t, "chain", "--url", front.URL, "--users", "2", "-c", "4", "--count", "100", "--json")
+	if r.code != 1 {
+		t.Errorf("exit status = %d, want 1; stderr:\n%s", r.code, r.stderr)
+	}
+	var got chainJSON
+	r.decode(t, &got)
+	if got.Requests != 100 || got.Failed != 10 || got.Statuses["401"] != 10 || got.Statuses["200"] != 90 {
+		t.Errorf("refreshes = %+v, want 100: 90 × 200, 10 × 401", got.loadtestTallyJSON)
+	}
+	if len(got.Errors) != 1 || got.Errors[0] != (loadtestErrorJSON{Count: 10, Status: 401, Message: "Invalid refresh token"}) {
+		t.Errorf("errors = %+v, want 10 × 401 Invalid refresh token", got.Errors)
+	}
+	if got.Relogins.Requests != 10 || got.Relogins.OK != 10 {
+		t.Errorf("relogins = %+v, want 10, all ok", got.Relogins)
+	}
+}
+
+// TestLoadtestUnusableTarget: a target that is not there, or does not speak
+// the contract, stops the run with one clear line and exit status 2.
+func TestLoadtestUnusableTarget(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+
+	notFound := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(notFound.Close)
+	html := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("<html><body>It works!</body></html>"))
+	}))
+	t.Cleanup(html.Close)
+
+	tests := []struct {
+		name string
+		url  string
+		want string // the whole of stderr
+	}{
+		{"unreachable", closed, "loadtest: cannot reach " + closed + ": connection refused\n"},
+		{"404 everywhere", notFound.URL, `loadtest: POST ` + notFound.URL + `/auth/register answered 404 "404 page not found": the server does not look like it speaks API.md` + "\n"},
+		{"not JSON", html.URL, `loadtest: POST ` + html.URL + `/auth/register answered 200 "<html><body>It works!</body></html>": the server does not look like it speaks API.md` + "\n"},
+	}
+	for _, tt := range tests {
+		for _, mode := range [][]string{{"storm", "-n", "5", "--rounds", "1"}, {"chain", "--count", "5", "-c", "2", "--users", "1"}} {
+			t.Run(tt.name+"/"+mode[0], func(t *testing.T) {
+				r := runLoadtest(t, append(mode, "--url", tt.url, "--json")...)
+				if r.code != 2 {
+					t.Errorf("exit status = %d, want 2", r.code)
+				}
+				if r.stderr != tt.want {
+					t.Errorf("stderr = %q\nwant     %q", r.stderr, tt.want)
+				}
+				if r.stdout != "" {
+					t.Errorf("stdout = %q, want nothing", r.stdout)
+				}
+			})
+		}
+	}
+}
