@@ -15,12 +15,11 @@ type accessClaims struct {
 	Email     string           `json:"email"`
 	IssuedAt  *jwt.NumericDate `json:"iat,omitempty"`
 	ExpiresAt *jwt.NumericDate `json:"exp,omitempty"`
-	NotBefore *jwt.NumericDate `json:"nbf,omitempty"`
 }
 
 func (c accessClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt, nil }
 func (c accessClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return c.IssuedAt, nil }
-func (c accessClaims) GetNotBefore() (*jwt.NumericDate, error)      { return c.NotBefore, nil }
+func (c accessClaims) GetNotBefore() (*jwt.NumericDate, error)      { return nil, nil }
 func (c accessClaims) GetIssuer() (string, error)                   { return "", nil }
 func (c accessClaims) GetSubject() (string, error)                  { return c.Subject, nil }
 func (c accessClaims) GetAudience() (jwt.ClaimStrings, error)       { return nil, nil }
@@ -41,17 +40,46 @@ func (s *Service) signAccess(userID, email string, now time.Time) (string, error
 	return signed, nil
 }
 
+// presentedClaims are the claims of an access token being verified, read as
+// jsonwebtoken reads them: exp and nbf must be JSON numbers when present (a
+// numeric string is refused, where golang-jwt's NumericDate would take it),
+// and iat is not checked at all, so a token that a NestJS app signed with an
+// odd iat still verifies.
+type presentedClaims struct {
+	Subject   string     `json:"sub"`
+	ExpiresAt strictDate `json:"exp"`
+	NotBefore strictDate `json:"nbf"`
+}
+
+func (c presentedClaims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt.date, nil }
+func (c presentedClaims) GetNotBefore() (*jwt.NumericDate, error)      { return c.NotBefore.date, nil }
+func (c presentedClaims) GetIssuedAt() (*jwt.NumericDate, error)       { return nil, nil }
+func (c presentedClaims) GetIssuer() (string, error)                   { return "", nil }
+func (c presentedClaims) GetSubject() (string, error)                  { return c.Subject, nil }
+func (c presentedClaims) GetAudience() (jwt.ClaimStrings, error)       { return nil, nil }
+
+// strictDate is a NumericDate that must be a JSON number.
+type strictDate struct{ date *jwt.NumericDate }
+
+func (d *strictDate) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || b[0] == '"' || b[0] == 'n' || b[0] == 't' || b[0] == 'f' || b[0] == '[' || b[0] == '{' {
+		return fmt.Errorf("invalid date %s: want a number", b)
+	}
+	d.date = new(jwt.NumericDate)
+	return d.date.UnmarshalJSON(b)
+}
+
 // verifyAccess checks an access token the way passport-jwt with
 // algorithms: ['HS256'] does: the signature, exp and nbf when present, and a
 // string sub. Any failure is ErrUnauthorized.
-func (s *Service) verifyAccess(token string) (accessClaims, error) {
-	var claims accessClaims
+func (s *Service) verifyAccess(token string) (presentedClaims, error) {
+	var claims presentedClaims
 	_, err := s.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return s.secret, nil })
 	if err != nil {
-		return accessClaims{}, errors.Join(ErrUnauthorized, err)
+		return presentedClaims{}, errors.Join(ErrUnauthorized, err)
 	}
 	if claims.Subject == "" {
-		return accessClaims{}, fmt.Errorf("%w: no subject", ErrUnauthorized)
+		return presentedClaims{}, fmt.Errorf("%w: no subject", ErrUnauthorized)
 	}
 	return claims, nil
 }

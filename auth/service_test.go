@@ -5,10 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tokenrelay/authsvc/auth"
@@ -16,7 +18,7 @@ import (
 	"github.com/tokenrelay/authsvc/mutex"
 )
 
-func newDB(t *testing.T) *models.DB {
+func newDB(t testing.TB) *models.DB {
 	t.Helper()
 	db, err := models.Open(t.Context(), filepath.Join(t.TempDir(), "auth.db"), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -26,7 +28,7 @@ func newDB(t *testing.T) *models.DB {
 	return db
 }
 
-func newService(t *testing.T, store auth.Store, locks auth.Locker) *auth.Service {
+func newService(t testing.TB, store auth.Store, locks auth.Locker) *auth.Service {
 	t.Helper()
 	s, err := auth.NewService(store, locks, auth.Config{
 		Secret: []byte("secret"), ReuseWindow: 10 * time.Second, BcryptCost: bcrypt.MinCost,
@@ -200,5 +202,49 @@ func TestRegisterAndLogin(t *testing.T) {
 func TestNewServiceNeedsSecret(t *testing.T) {
 	if _, err := auth.NewService(nil, nil, auth.Config{}); err == nil {
 		t.Error("NewService without a secret = nil error")
+	}
+}
+
+// TestAuthenticateClaimTypes checks the claims as jsonwebtoken.verify does:
+// exp and nbf must be numbers, iat is not looked at.
+func TestAuthenticateClaimTypes(t *testing.T) {
+	svc := newService(t, newDB(t), mutex.NewMemory(time.Second))
+	sess, err := svc.Register(t.Context(), "claims@example.com", "password123", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Unix()
+	for _, tc := range []struct {
+		name   string
+		claims jwt.MapClaims
+		ok     bool
+	}{
+		{"numbers", jwt.MapClaims{"iat": now, "exp": now + 60}, true},
+		{"no exp", jwt.MapClaims{"iat": now}, true},
+		{"iat a string", jwt.MapClaims{"iat": "yesterday", "exp": now + 60}, true},
+		{"exp a numeric string", jwt.MapClaims{"exp": strconv.FormatInt(now+60, 10)}, false},
+		{"nbf a numeric string", jwt.MapClaims{"nbf": strconv.FormatInt(now-60, 10)}, false},
+		{"exp null", jwt.MapClaims{"exp": nil}, false},
+		{"expired", jwt.MapClaims{"exp": now - 1}, false},
+		{"nbf ahead", jwt.MapClaims{"nbf": now + 60}, false},
+		{"sub a number", jwt.MapClaims{"sub": 42}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			claims := jwt.MapClaims{"sub": sess.User.ID, "email": sess.User.Email}
+			for k, v := range tc.claims {
+				claims[k] = v
+			}
+			token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte("secret"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = svc.Authenticate(t.Context(), token)
+			if tc.ok && err != nil {
+				t.Errorf("Authenticate = %v, want the user", err)
+			}
+			if !tc.ok && !errors.Is(err, auth.ErrUnauthorized) {
+				t.Errorf("Authenticate = %v, want ErrUnauthorized", err)
+			}
+		})
 	}
 }
