@@ -68,6 +68,13 @@ func newApp(t testing.TB, cfg appConfig) *app {
 	if cfg.databaseURL == "" {
 		cfg.databaseURL = filepath.Join(t.TempDir(), "auth.db")
 	}
+	return startInstance(t, cfg, newClock())
+}
+
+// startInstance starts one service instance over cfg's database, with its own
+// lock, singleflight, metrics and log, as one process would have.
+func startInstance(t testing.TB, cfg appConfig, clk *clock) *app {
+	t.Helper()
 	logs := &syncBuffer{}
 	log := newLogger(logs)
 	db, err := models.Open(t.Context(), cfg.databaseURL, log)
@@ -76,7 +83,6 @@ func newApp(t testing.TB, cfg appConfig) *app {
 	}
 	t.Cleanup(func() { db.Close() })
 
-	clk := newClock()
 	registry := prometheus.NewRegistry()
 	locks := mutex.NewMemory(cfg.lockTimeout)
 	svc, err := auth.NewService(db, locks, auth.Config{

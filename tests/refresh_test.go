@@ -7,14 +7,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/bcrypt"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/tokenrelay/authsvc/auth"
-	"github.com/tokenrelay/authsvc/handlers"
-	"github.com/tokenrelay/authsvc/models"
-	"github.com/tokenrelay/authsvc/mutex"
 )
 
 const invalidRefresh = `{"message":"Invalid refresh token","error":"Unauthorized","statusCode":401}`
@@ -302,27 +294,11 @@ func TestInstancesWithoutSharedLock(t *testing.T) {
 	})
 }
 
-// secondInstance starts another service over a's database, with its own lock
-// and singleflight, as a second process would have.
+// secondInstance starts another service over a's database and clock, with
+// its own lock and singleflight, as a second process would have.
 func secondInstance(t *testing.T, a *app) *app {
 	t.Helper()
-	logs := &syncBuffer{}
-	log := newLogger(logs)
-	db, err := models.Open(t.Context(), a.DatabaseURL, log)
-	if err != nil {
-		t.Fatalf("open the shared database: %v", err)
-	}
-	t.Cleanup(func() { db.Close() })
-	registry := prometheus.NewRegistry()
-	locks := mutex.NewMemory(5 * time.Second)
-	svc, err := auth.NewService(db, locks, auth.Config{
-		Secret: []byte(testSecret), ReuseWindow: 10 * time.Second, BcryptCost: bcrypt.MinCost,
-		Now: a.Clock.Now, Logger: log, Metrics: auth.NewMetrics(registry),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := newHTTPServer(t, handlers.NewServer(handlers.Deps{Auth: svc, DB: db, Locks: locks, Registry: registry, Logger: log}))
-	b.DB, b.Locks, b.Registry, b.Logs, b.Clock, b.DatabaseURL = db, locks, registry, logs, a.Clock, a.DatabaseURL
-	return b
+	cfg := defaultConfig()
+	cfg.databaseURL = a.DatabaseURL
+	return startInstance(t, cfg, a.Clock)
 }
