@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenrelay/authsvc/auth"
 	"github.com/tokenrelay/authsvc/config"
@@ -56,9 +57,6 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 	if cfg.JWTSecretGenerated {
 		log.Warn("JWT_SECRET is not set: using a random secret for this process; tokens will not survive a restart or verify on other instances")
 	}
-	if cfg.RedisURL != "" {
-		return errors.New("REDIS_URL: the Redis-backed lock is not available in this version; unset it to use the in-process lock")
-	}
 
 	db, err := models.Open(ctx, cfg.DatabaseURL, log)
 	if err != nil {
@@ -68,8 +66,12 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	locks := mutex.NewMemory(cfg.LockTimeout)
-	svc, err := auth.NewService(db, locks, auth.Config{
+	lock, err := newLockService(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer lock.close()
+	svc, err := auth.NewService(db, lock.locks, auth.Config{
 		Secret:      cfg.JWTSecret,
 		AccessTTL:   cfg.AccessTTL,
 		RefreshTTL:  cfg.RefreshTTL,
@@ -81,14 +83,14 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 	if err != nil {
 		return err
 	}
-	e := handlers.NewServer(handlers.Deps{Auth: svc, DB: db, Locks: locks, Registry: registry, Logger: log})
+	e := handlers.NewServer(handlers.Deps{Auth: svc, DB: db, Lock: lock.check, Locks: lock.locks, Registry: registry, Logger: log})
 
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
 	if err != nil {
 		return err
 	}
 	e.Listener = ln
-	log.Info("listening", "addr", ln.Addr().String(), "database", db.Dialect(), "lock", "memory")
+	log.Info("listening", "addr", ln.Addr().String(), "database", db.Dialect(), "lock", lock.kind)
 	if ready != nil {
 		ready <- ln.Addr()
 	}
@@ -111,4 +113,36 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// lockService is the service's lock and what goes with it.
+type lockService struct {
+	locks interface {
+		auth.Locker
+		handlers.LockStats
+	}
+	check handlers.Pinger // for /health; nil for the in-process lock
+	kind  string
+	close func() error
+}
+
+// newLockService returns the in-process lock, or with REDIS_URL the
+// Redis-backed one that several instances share.
+func newLockService(ctx context.Context, cfg config.Config) (lockService, error) {
+	if cfg.RedisURL == "" {
+		return lockService{locks: mutex.NewMemory(cfg.LockTimeout), kind: "memory", close: func() error { return nil }}, nil
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return lockService{}, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	client := redis.NewClient(opts)
+	locks := mutex.NewRedis(client, mutex.RedisOptions{Timeout: cfg.LockTimeout})
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := locks.Ping(pingCtx); err != nil {
+		client.Close()
+		return lockService{}, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	return lockService{locks: locks, check: locks, kind: "redis", close: client.Close}, nil
 }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -115,12 +118,44 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"JWT_EXPIRES_IN": "soon"},
 		{"PORT": "http"},
 		{"DATABASE_URL": ":memory:"},
+		{"REDIS_URL": "not a url"},
+		{"REDIS_URL": "redis://127.0.0.1:1/0"}, // nothing listens there
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		env["DATABASE_URL"] = cmp.Or(env["DATABASE_URL"], filepath.Join(t.TempDir(), "auth.db"))
 		err := run(ctx, func(k string) string { return env[k] }, io.Discard, nil)
 		cancel()
 		if err == nil {
 			t.Errorf("run(%v) = nil, want an error", env)
+		} else if strings.Contains(fmt.Sprint(env), "REDIS_URL") && !strings.Contains(err.Error(), "REDIS_URL") {
+			t.Errorf("run(%v) = %v, want an error naming REDIS_URL", env, err)
 		}
+	}
+}
+
+// TestRunWithRedis starts the service with REDIS_URL: the lock lives in
+// Redis and /health checks it.
+func TestRunWithRedis(t *testing.T) {
+	redisURL := os.Getenv("TEST_REDIS_URL")
+	if redisURL == "" {
+		t.Skip("TEST_REDIS_URL is not set")
+	}
+	url, logs, stop := startRun(t, map[string]string{"REDIS_URL": redisURL, "JWT_SECRET": "s"})
+	reg := post(t, url+"/auth/register", map[string]string{"email": "redis@example.com", "password": "password123"})
+	post(t, url+"/auth/refresh", map[string]string{"refreshToken": reg["refreshToken"].(string)})
+	res, err := http.Get(url + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(body), `"redis":{"status":"up"}`) {
+		t.Errorf("/health = %s, want redis up", body)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "lock=redis") {
+		t.Errorf("the start line does not name the Redis lock:\n%s", logs.String())
 	}
 }

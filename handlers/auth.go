@@ -3,7 +3,6 @@ package handlers
 import (
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -123,39 +122,4 @@ func bearerToken(header string) (string, bool) {
 		return "", false
 	}
 	return words[1], true
-}
-
-// healthJSON is @nestjs/terminus's health-check result.
-type healthJSON struct {
-	Status  string                   `json:"status"`
-	Info    map[string]indicatorJSON `json:"info"`
-	Error   map[string]indicatorJSON `json:"error"`
-	Details map[string]indicatorJSON `json:"details"`
-}
-
-type indicatorJSON struct {
-	Message string `json:"message,omitempty"`
-	Status  string `json:"status"`
-}
-
-func (s *server) health(c echo.Context) error {
-	ctx, cancel := contextWithTimeout(c, 2*time.Second)
-	defer cancel()
-	h := healthJSON{Status: "ok", Info: map[string]indicatorJSON{}, Error: map[string]indicatorJSON{}, Details: map[string]indicatorJSON{}}
-	db := indicatorJSON{Status: "up"}
-	if err := s.db.Ping(ctx); err != nil {
-		s.log.ErrorContext(ctx, "health check: database down", "error", err.Error())
-		db = indicatorJSON{Message: "database is not answering", Status: "down"}
-		h.Status = "error"
-		h.Error["database"] = db
-	} else {
-		h.Info["database"] = db
-	}
-	h.Details["database"] = db
-	c.Response().Header().Set("Cache-Control", "no-cache, no-store, must-revalidate")
-	status := http.StatusOK
-	if h.Status != "ok" {
-		status = http.StatusServiceUnavailable
-	}
-	return writeJSON(c, status, h)
 }

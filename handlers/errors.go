@@ -88,6 +88,8 @@ func toHTTP(err error) *httpError {
 		return newHTTPError(http.StatusConflict, "Email already registered")
 	case errors.Is(err, mutex.ErrLockTimeout):
 		return newHTTPError(http.StatusServiceUnavailable, "Too many concurrent refreshes of this token, retry shortly")
+	case errors.Is(err, mutex.ErrUnavailable):
+		return newHTTPError(http.StatusServiceUnavailable, "Lock service unavailable, retry shortly")
 	case errors.As(err, &ee) && ee.Code == http.StatusRequestEntityTooLarge:
 		return errTooLarge
 	}
@@ -111,7 +113,7 @@ func (s *server) errorHandler(err error, c echo.Context) {
 		s.log.DebugContext(ctx, "client went away", "request_id", requestID(c))
 	case he.status == http.StatusServiceUnavailable:
 		c.Response().Header().Set("Retry-After", strconv.Itoa(lockRetryAfter))
-		s.log.WarnContext(ctx, "lock wait timed out", "request_id", requestID(c), "error", err.Error())
+		s.log.WarnContext(ctx, "lock not acquired", "request_id", requestID(c), "error", err.Error())
 	case he.status >= 500:
 		s.log.ErrorContext(ctx, "request failed", "request_id", requestID(c),
 			"method", c.Request().Method, "path", c.Request().URL.Path, "error", err.Error())

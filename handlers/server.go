@@ -21,7 +21,7 @@ import (
 	"github.com/tokenrelay/authsvc/auth"
 )
 
-// Pinger checks that the database answers. *models.DB satisfies it.
+// Pinger checks that a dependency answers. *models.DB and *mutex.Redis satisfy it.
 type Pinger interface {
 	Ping(ctx context.Context) error
 }
@@ -35,6 +35,7 @@ type LockStats interface {
 type Deps struct {
 	Auth     *auth.Service
 	DB       Pinger
+	Lock     Pinger // the lock service to health-check; nil for the in-process lock
 	Locks    LockStats
 	Registry *prometheus.Registry // /metrics serves it; the server adds its own collectors
 	Logger   *slog.Logger
@@ -43,6 +44,7 @@ type Deps struct {
 type server struct {
 	auth     *auth.Service
 	db       Pinger
+	lock     Pinger
 	registry *prometheus.Registry
 	log      *slog.Logger
 	requests *prometheus.HistogramVec
@@ -55,6 +57,7 @@ func NewServer(d Deps) *echo.Echo {
 	s := &server{
 		auth:     d.Auth,
 		db:       d.DB,
+		lock:     d.Lock,
 		registry: d.Registry,
 		log:      d.Logger.With("component", "http"),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{

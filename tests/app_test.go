@@ -5,6 +5,7 @@ package tests
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -42,7 +44,7 @@ type app struct {
 	URL         string
 	DatabaseURL string
 	DB          *models.DB
-	Locks       *mutex.Memory
+	Locks       locker
 	Registry    *prometheus.Registry
 	Logs        *syncBuffer
 	Clock       *clock
@@ -54,6 +56,8 @@ type appConfig struct {
 	databaseURL string // "" : a fresh SQLite file
 	reuseWindow time.Duration
 	lockTimeout time.Duration
+	redis       *redis.Client // nil: the in-process lock
+	redisPrefix string        // the Redis lock's key prefix, shared by a test's instances
 	accessTTL   time.Duration
 	refreshTTL  time.Duration
 }
@@ -84,7 +88,12 @@ func startInstance(t testing.TB, cfg appConfig, clk *clock) *app {
 	t.Cleanup(func() { db.Close() })
 
 	registry := prometheus.NewRegistry()
-	locks := mutex.NewMemory(cfg.lockTimeout)
+	var locks locker = mutex.NewMemory(cfg.lockTimeout)
+	var lockCheck handlers.Pinger
+	if cfg.redis != nil {
+		r := mutex.NewRedis(cfg.redis, mutex.RedisOptions{Timeout: cfg.lockTimeout, Prefix: cfg.redisPrefix})
+		locks, lockCheck = r, r
+	}
 	svc, err := auth.NewService(db, locks, auth.Config{
 		Secret:      []byte(testSecret),
 		AccessTTL:   cfg.accessTTL,
@@ -98,13 +107,38 @@ func startInstance(t testing.TB, cfg appConfig, clk *clock) *app {
 	if err != nil {
 		t.Fatalf("auth.NewService: %v", err)
 	}
-	e := handlers.NewServer(handlers.Deps{Auth: svc, DB: db, Locks: locks, Registry: registry, Logger: log})
+	e := handlers.NewServer(handlers.Deps{Auth: svc, DB: db, Lock: lockCheck, Locks: locks, Registry: registry, Logger: log})
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return &app{
 		URL: srv.URL, DatabaseURL: cfg.databaseURL, DB: db, Locks: locks, Registry: registry, Logs: logs, Clock: clk, Server: srv,
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1000}, Timeout: 30 * time.Second},
 	}
+}
+
+// locker is the lock of an instance: *mutex.Memory or *mutex.Redis.
+type locker interface {
+	WithLock(ctx context.Context, key string, fn func(context.Context) error) error
+	ActiveLockCount() int
+	IsLocked(key string) bool
+}
+
+// redisConfig returns cfg with a Redis lock on TEST_REDIS_URL under a prefix
+// of this test's own, or skips the test.
+func redisConfig(t testing.TB, cfg appConfig) appConfig {
+	t.Helper()
+	url := os.Getenv("TEST_REDIS_URL")
+	if url == "" {
+		t.Skip("TEST_REDIS_URL is not set")
+	}
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatalf("TEST_REDIS_URL: %v", err)
+	}
+	cfg.redis = redis.NewClient(opts)
+	t.Cleanup(func() { cfg.redis.Close() })
+	cfg.redisPrefix = "authsvc-test:" + strings.ToLower(rand.Text()[:10]) + ":"
+	return cfg
 }
 
 // databases runs fn once per database under test: SQLite always, PostgreSQL

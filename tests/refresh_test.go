@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -257,7 +258,7 @@ func TestInstancesWithoutSharedLock(t *testing.T) {
 		cfg := defaultConfig()
 		cfg.databaseURL = databaseURL
 		a := newApp(t, cfg)
-		b := secondInstance(t, a)
+		b := secondInstance(t, a, defaultConfig())
 		s := a.register(t)
 
 		var n sync.Mutex
@@ -295,10 +296,65 @@ func TestInstancesWithoutSharedLock(t *testing.T) {
 }
 
 // secondInstance starts another service over a's database and clock, with
-// its own lock and singleflight, as a second process would have.
-func secondInstance(t *testing.T, a *app) *app {
+// its own singleflight and lock, as a second process would have: an
+// in-process lock of its own, or a lock on the same Redis as a's.
+func secondInstance(t *testing.T, a *app, cfg appConfig) *app {
 	t.Helper()
-	cfg := defaultConfig()
 	cfg.databaseURL = a.DatabaseURL
 	return startInstance(t, cfg, a.Clock)
+}
+
+// TestInstancesSharingRedis is the scale-out set-up: three instances behind
+// a load balancer share the database and a Redis lock. 300 parallel
+// refreshes of one token spread over them all get 200 and one successor, and
+// the token is rotated once: the instances that waited for the lock found it
+// rotated and answered with the same successor.
+func TestInstancesSharingRedis(t *testing.T) {
+	databases(t, func(t *testing.T, databaseURL string) {
+		cfg := redisConfig(t, defaultConfig())
+		cfg.databaseURL = databaseURL
+		instances := []*app{newApp(t, cfg)}
+		for range 2 {
+			instances = append(instances, secondInstance(t, instances[0], cfg))
+		}
+		s := instances[0].register(t)
+
+		var next atomic.Int64
+		balanced := func(token string) (response, error) {
+			return instances[next.Add(1)%3].refresh(token)
+		}
+		rs, errs := storm(300, balanced, s.RefreshToken)
+		for _, err := range errs {
+			t.Errorf("transport error: %v", err)
+		}
+		successors := map[string]int{}
+		for _, r := range rs {
+			successors[newToken(t, r)]++
+		}
+		if len(successors) != 1 {
+			t.Errorf("%d distinct successors across three instances, want 1", len(successors))
+		}
+		var rotations float64
+		for _, in := range instances {
+			rotations += in.counter(t, "auth_refresh_total", "result", "rotated")
+			if logs := in.Logs.String(); strings.Contains(strings.ToLower(logs), "record not found") || strings.Contains(logs, "level=ERROR") {
+				t.Errorf("errors in an instance's logs:\n%s", logs)
+			}
+			if in.Locks.ActiveLockCount() != 0 {
+				t.Errorf("an instance still holds %d locks", in.Locks.ActiveLockCount())
+			}
+		}
+		if rotations != 1 {
+			t.Errorf("rotations across the instances = %v, want 1", rotations)
+		}
+		if rows := instances[0].familyRows(t, s.RefreshToken); rows != 2 {
+			t.Errorf("family rows = %d, want 2", rows)
+		}
+		// /health reports Redis next to the database.
+		r, err := instances[1].do(http.MethodGet, "/health", "", nil)
+		const up = `{"status":"ok","info":{"database":{"status":"up"},"redis":{"status":"up"}},"error":{},"details":{"database":{"status":"up"},"redis":{"status":"up"}}}`
+		if err != nil || string(r.Body) != up {
+			t.Errorf("/health = %v %v, want %s", r, err, up)
+		}
+	})
 }
