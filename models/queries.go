@@ -59,24 +59,34 @@ func (db *DB) CreateToken(ctx context.Context, t *RefreshToken) error {
 
 // RevokeFamily revokes every token of a family that is not revoked yet.
 func (db *DB) RevokeFamily(ctx context.Context, familyID string, now time.Time) error {
-	err := db.write.WithContext(ctx).Model(&RefreshToken{}).
-		Where("family_id = ? AND revoked_at IS NULL", familyID).
-		Update("revoked_at", now).Error
-	if err != nil {
-		return fmt.Errorf("revoke family: %w", err)
-	}
-	return nil
+	return db.revokeFamily(ctx, `family_id = ?`, now, familyID)
 }
 
 // RevokeFamilyOf revokes the family of the token whose SHA-256 is hash; an
 // unknown hash changes nothing and is not an error.
 func (db *DB) RevokeFamilyOf(ctx context.Context, hash []byte, now time.Time) error {
-	err := db.write.WithContext(ctx).Exec(
-		`UPDATE refresh_tokens SET revoked_at = ?
-		WHERE revoked_at IS NULL AND family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = ?)`,
-		now, hash).Error
-	if err != nil {
-		return fmt.Errorf("revoke family: %w", err)
+	return db.revokeFamily(ctx, `family_id = (SELECT family_id FROM refresh_tokens WHERE token_hash = ?)`, now, hash)
+}
+
+// maxRevokePasses bounds revokeFamily's passes; two suffice unless the family
+// keeps being refreshed during the revocation.
+const maxRevokePasses = 16
+
+// revokeFamily revokes the family that familyWhere selects, pass after pass
+// until a pass finds nothing left. On PostgreSQL an UPDATE sees the rows of
+// its snapshot: a rotation that commits while the UPDATE waits for the row it
+// rotates inserts a successor that this pass cannot see, and would outlive
+// the revocation. The next pass sees it. (SQLite serializes writers, so its
+// second pass always finds nothing.)
+func (db *DB) revokeFamily(ctx context.Context, familyWhere string, now time.Time, arg any) error {
+	for range maxRevokePasses {
+		res := db.write.WithContext(ctx).Exec(`UPDATE refresh_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND `+familyWhere, now, arg)
+		if res.Error != nil {
+			return fmt.Errorf("revoke family: %w", res.Error)
+		}
+		if res.RowsAffected == 0 {
+			return nil
+		}
 	}
-	return nil
+	return fmt.Errorf("revoke family: still refreshed after %d passes", maxRevokePasses)
 }

@@ -389,3 +389,16 @@ func jsonUnmarshal(b []byte, v any) error {
 	}
 	return nil
 }
+
+// activeInFamily counts the tokens of token's family that are not revoked.
+func (a *app) activeInFamily(t testing.TB, token string) int64 {
+	t.Helper()
+	h := sha256.Sum256([]byte(token))
+	var n int64
+	err := a.DB.Gorm().Raw(`SELECT COUNT(*) FROM refresh_tokens WHERE revoked_at IS NULL AND family_id =
+		(SELECT family_id FROM refresh_tokens WHERE token_hash = ?)`, h[:]).Scan(&n).Error
+	if err != nil {
+		t.Fatalf("count active tokens: %v", err)
+	}
+	return n
+}

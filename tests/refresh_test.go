@@ -358,3 +358,48 @@ func TestInstancesSharingRedis(t *testing.T) {
 		}
 	})
 }
+
+// TestLogoutRacingRefreshes logs out while the same family is being
+// refreshed as fast as a client can: once logout has answered, no token of
+// the family may be left active, including a successor that a rotation
+// committed while the logout ran.
+func TestLogoutRacingRefreshes(t *testing.T) {
+	databases(t, func(t *testing.T, databaseURL string) {
+		cfg := defaultConfig()
+		cfg.databaseURL = databaseURL
+		a := newApp(t, cfg)
+		for range 30 {
+			s := a.register(t)
+			start, loggedOut := make(chan struct{}), make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() { // a client refreshing until it is refused or the logout is over
+				<-start
+				tok := s.RefreshToken
+				for {
+					r, err := a.refresh(tok)
+					if err != nil || r.Status != http.StatusOK {
+						return
+					}
+					tok = newToken(t, r)
+					select {
+					case <-loggedOut:
+						return
+					default:
+					}
+				}
+			})
+			wg.Go(func() {
+				<-start
+				defer close(loggedOut)
+				if r, err := a.postJSON("/auth/logout", map[string]string{"refreshToken": s.RefreshToken}); err != nil || r.Status != http.StatusNoContent {
+					t.Errorf("logout = %v %v", r, err)
+				}
+			})
+			close(start)
+			wg.Wait()
+			if n := a.activeInFamily(t, s.RefreshToken); n != 0 {
+				t.Fatalf("%d tokens of the family are still active after logout", n)
+			}
+		}
+	})
+}
