@@ -28,7 +28,10 @@ var (
 		{name: "password", rules: []rule{
 			{isByteLength(0, 72), "password's byte length must fall into (0, 72) range"},
 			{maxLength(72), "password must be shorter than or equal to 72 characters"},
-			{minLength(8), "password must be longer than or equal to 8 characters"},
+			// API.md: "8 to 72 bytes (bcrypt's limit)". NestJS's @MinLength(8)
+			// counts characters, so "éééé" (8 bytes) passes here and not there;
+			// the message stays class-validator's.
+			{minBytes(8), "password must be longer than or equal to 8 characters"},
 			isStringRule("password"),
 		}},
 		{name: "name", optional: true, rules: []rule{
@@ -105,8 +108,8 @@ func isEmailRule(name string) rule {
 	return rule{func(v any, _ bool) bool { s, ok := v.(string); return ok && isEmail(s) }, name + " must be an email"}
 }
 
-func minLength(n int) func(any, bool) bool {
-	return func(v any, _ bool) bool { s, ok := v.(string); return ok && jsLength(s) >= n }
+func minBytes(n int) func(any, bool) bool {
+	return func(v any, _ bool) bool { s, ok := v.(string); return ok && len(s) >= n }
 }
 
 func maxLength(n int) func(any, bool) bool {
