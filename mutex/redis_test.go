@@ -112,8 +112,8 @@ func TestRedisDeadHolder(t *testing.T) {
 func TestRedisLeaseRenewed(t *testing.T) {
 	c := redisClient(t)
 	prefix := testPrefix()
-	holder := mutex.NewRedis(c, mutex.RedisOptions{Lease: 300 * time.Millisecond, Prefix: prefix})
-	other := mutex.NewRedis(c, mutex.RedisOptions{Timeout: time.Second, Prefix: prefix}) // > 3 leases
+	holder := mutex.NewRedis(c, mutex.RedisOptions{Lease: 600 * time.Millisecond, Prefix: prefix})
+	other := mutex.NewRedis(c, mutex.RedisOptions{Timeout: 2 * time.Second, Prefix: prefix}) // > 3 leases
 	held, release := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
