@@ -63,6 +63,10 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 		return err
 	}
 	defer db.Close()
+	pruneCtx, stopPruning := context.WithCancel(ctx)
+	pruning := make(chan struct{})
+	go func() { defer close(pruning); pruneExpired(pruneCtx, db, log, time.Hour) }()
+	defer func() { stopPruning(); <-pruning }() // before the database closes
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -145,4 +149,26 @@ func newLockService(ctx context.Context, cfg config.Config) (lockService, error)
 		return lockService{}, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	return lockService{locks: locks, check: locks, kind: "redis", close: client.Close}, nil
+}
+
+// pruneExpired deletes expired refresh tokens now and then every interval
+// until ctx ends: every refresh keeps its rotated row for reuse detection, and
+// without this the table would only grow.
+func pruneExpired(ctx context.Context, db *models.DB, log *slog.Logger, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		n, err := db.PruneExpired(ctx, time.Now().UTC())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Error("prune expired refresh tokens", "error", err.Error())
+		case n > 0:
+			log.Info("pruned expired refresh tokens", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

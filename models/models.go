@@ -38,7 +38,7 @@ type RefreshToken struct {
 	UserID          string    `gorm:"size:36;not null;index"`
 	FamilyID        string    `gorm:"size:36;not null;index"`
 	ParentID        *int64    `gorm:""`
-	ExpiresAt       time.Time `gorm:"not null"`
+	ExpiresAt       time.Time `gorm:"not null;index"`
 	CreatedAt       time.Time `gorm:"not null"`
 	RotatedAt       *time.Time
 	SuccessorHash   []byte

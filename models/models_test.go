@@ -184,3 +184,36 @@ func TestGroupCommit(t *testing.T) {
 		t.Errorf("the token whose rotation failed: %+v, %v; want it unrotated", st, err)
 	}
 }
+
+func TestPruneExpired(t *testing.T) {
+	db := openTest(t)
+	ctx := t.Context()
+	now := time.Now().UTC()
+	u := User{ID: "u", Email: "p@example.com", PasswordHash: "x", CreatedAt: now}
+	tok := func(h string, expires time.Time) *RefreshToken {
+		return &RefreshToken{TokenHash: []byte(h), UserID: "u", FamilyID: "f", ExpiresAt: expires, CreatedAt: now}
+	}
+	if err := db.CreateUser(ctx, &u, tok("live", now.Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2500 { // more than one batch
+		if err := db.CreateToken(ctx, tok(fmt.Sprintf("old%d", i), now.Add(-time.Duration(i+1)*time.Second))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.CreateToken(ctx, tok("just-live", now.Add(time.Millisecond))); err != nil {
+		t.Fatal(err)
+	}
+	n, err := db.PruneExpired(ctx, now)
+	if err != nil || n != 2500 {
+		t.Fatalf("PruneExpired = %d, %v; want 2500, nil", n, err)
+	}
+	for _, h := range []string{"live", "just-live"} {
+		if _, err := db.TokenByHash(ctx, []byte(h)); err != nil {
+			t.Errorf("token %q that has not expired: %v", h, err)
+		}
+	}
+	if n, err := db.PruneExpired(ctx, now); err != nil || n != 0 {
+		t.Errorf("second PruneExpired = %d, %v; want 0, nil", n, err)
+	}
+}

@@ -90,3 +90,23 @@ func (db *DB) revokeFamily(ctx context.Context, familyWhere string, now time.Tim
 	}
 	return fmt.Errorf("revoke family: still refreshed after %d passes", maxRevokePasses)
 }
+
+// PruneExpired deletes the refresh tokens that expired before cutoff, in
+// batches so that the write lock is never held for long, and returns how many
+// it deleted. An expired token can no longer be used; once it is gone, a
+// replay of it is an unknown token (401) instead of a detected reuse.
+func (db *DB) PruneExpired(ctx context.Context, cutoff time.Time) (int64, error) {
+	const batch = 1000
+	var total int64
+	for {
+		res := db.write.WithContext(ctx).Exec(`DELETE FROM refresh_tokens WHERE id IN
+			(SELECT id FROM refresh_tokens WHERE expires_at < ? LIMIT ?)`, cutoff, batch)
+		if res.Error != nil {
+			return total, fmt.Errorf("prune expired refresh tokens: %w", res.Error)
+		}
+		total += res.RowsAffected
+		if res.RowsAffected < batch {
+			return total, nil
+		}
+	}
+}
