@@ -49,11 +49,15 @@ func main() {
 // gracefully: it stops accepting, lets requests in flight finish, and closes
 // the database. When ready is not nil, run sends it the address it listens on.
 func run(ctx context.Context, getenv func(string) string, stdout io.Writer, ready chan<- net.Addr) error {
-	log := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return err
 	}
+	var handler slog.Handler = slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})
+	if cfg.LogJSON {
+		handler = slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})
+	}
+	log := slog.New(handler)
 	if cfg.JWTSecretGenerated {
 		log.Warn("JWT_SECRET is not set: using a random secret for this process; tokens will not survive a restart or verify on other instances")
 	}

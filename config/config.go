@@ -4,6 +4,7 @@ package config
 import (
 	"crypto/rand"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 )
@@ -19,6 +20,8 @@ type Config struct {
 	RefreshTTL         time.Duration
 	ReuseWindow        time.Duration
 	LockTimeout        time.Duration
+	LogLevel           slog.Level // LOG_LEVEL: debug, info (default), warn, error
+	LogJSON            bool       // LOG_FORMAT=json; text by default
 }
 
 // Load reads the configuration through getenv (os.Getenv in production). It
@@ -40,6 +43,18 @@ func Load(getenv func(string) string) (Config, error) {
 	var err error
 	if c.Port, err = port(getenv("PORT")); err != nil {
 		return Config{}, err
+	}
+	if v := getenv("LOG_LEVEL"); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			return Config{}, fmt.Errorf("LOG_LEVEL: %q: want debug, info, warn or error", v)
+		}
+	}
+	switch v := getenv("LOG_FORMAT"); v {
+	case "", "text":
+	case "json":
+		c.LogJSON = true
+	default:
+		return Config{}, fmt.Errorf("LOG_FORMAT: %q: want text or json", v)
 	}
 	for _, d := range []struct {
 		name, fallback string
