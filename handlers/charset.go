@@ -12,6 +12,9 @@ import (
 
 // iconvName is iconv-lite's canonical form of a charset name.
 func iconvName(charset string) string {
+	if charset == "utf-8" {
+		return "utf8" // nearly every request: spare it the regexp
+	}
 	return iconvNoise.ReplaceAllString(strings.ToLower(charset), "")
 }
 

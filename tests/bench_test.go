@@ -2,7 +2,9 @@ package tests
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -80,4 +82,35 @@ func BenchmarkRefreshStorm(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/storm")
+}
+
+// BenchmarkRefreshHandler is BenchmarkRefresh without the network and the
+// client: 50 goroutines call the server's ServeHTTP directly, so B/op and
+// allocs/op are the server's own cost of a refresh.
+func BenchmarkRefreshHandler(b *testing.B) {
+	a := newApp(b, defaultConfig())
+	handler := a.Server.Config.Handler
+	const clients = 50
+	tokens := make(chan string, clients)
+	for range clients {
+		tokens <- a.register(b).RefreshToken
+	}
+	b.ReportAllocs()
+	b.SetParallelism((clients + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		tok := <-tokens
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodPost, "/auth/refresh", strings.NewReader(`{"refreshToken":"`+tok+`"}`))
+			req.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			handler.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				b.Errorf("refresh = %d %s", rec.Code, rec.Body)
+				return
+			}
+			tok = newToken(b, response{Status: rec.Code, Body: rec.Body.Bytes()})
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "refreshes/s")
 }
