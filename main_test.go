@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -157,5 +159,66 @@ func TestRunWithRedis(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "lock=redis") {
 		t.Errorf("the start line does not name the Redis lock:\n%s", logs.String())
+	}
+}
+
+// TestRunFinishesInFlightRequests stops the service while a request is in a
+// handler, half sent: the listener closes at once, and the request still
+// completes. The request says "Expect: 100-continue", so the server's 100
+// Continue tells the test that the handler has started reading its body.
+func TestRunFinishesInFlightRequests(t *testing.T) {
+	url, _, stop := startRun(t, nil)
+	body, send := io.Pipe()
+	inHandler := make(chan struct{})
+	ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+		Got100Continue: func() { close(inHandler) },
+	})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/auth/register", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Expect", "100-continue")
+	client := &http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Minute}}
+	answered := make(chan int, 1)
+	go func() {
+		res, err := client.Do(req)
+		if err != nil {
+			t.Errorf("the in-flight request failed: %v", err)
+			answered <- 0
+			return
+		}
+		res.Body.Close()
+		answered <- res.StatusCode
+	}()
+	go func() { send.Write([]byte(`{"email":"inflight@example.com",`)) }() // sent after the 100 Continue
+	<-inHandler
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	// Shutdown closes the listener first; wait until new connections are refused.
+	addr := strings.TrimPrefix(url, "http://")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			break
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the listener is still open 10s after the shutdown began")
+		}
+		runtime.Gosched()
+	}
+
+	if _, err := send.Write([]byte(`"password":"password123"}`)); err != nil {
+		t.Fatal(err)
+	}
+	send.Close()
+	if status := <-answered; status != http.StatusCreated {
+		t.Errorf("in-flight register = %d, want 201", status)
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("run = %v, want nil", err)
 	}
 }
