@@ -28,12 +28,20 @@ import (
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, error) {
 	hash := hashToken(refreshToken)
 	key := hex.EncodeToString(hash[:]) // never the token itself: keys show up in lock monitoring
-	results := s.flight.DoChan(key, func() (any, error) {
+	results := s.flight.DoChan(key, func() (_ any, err error) {
+		// singleflight re-panics a panic of DoChan's function in a goroutine
+		// of its own, where nothing can recover it: the process would die.
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.ErrorContext(ctx, "refresh panicked", "panic", r)
+				err = fmt.Errorf("refresh: panic: %v", r)
+			}
+		}()
 		// Detached from the first caller: its cancellation must not fail the others.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.workTimeout)
 		defer cancel()
 		var out Tokens
-		err := s.locks.WithLock(ctx, "refresh_token_"+key, func(ctx context.Context) error {
+		err = s.locks.WithLock(ctx, "refresh_token_"+key, func(ctx context.Context) error {
 			var err error
 			out, err = s.rotate(ctx, refreshToken, hash[:])
 			return err

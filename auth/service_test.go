@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -246,5 +247,32 @@ func TestAuthenticateClaimTypes(t *testing.T) {
 				t.Errorf("Authenticate = %v, want ErrUnauthorized", err)
 			}
 		})
+	}
+}
+
+// panickyStore panics where the refresh reads the token.
+type panickyStore struct{ *models.DB }
+
+func (panickyStore) TokenByHash(context.Context, []byte) (models.TokenState, error) {
+	panic("bug in the store")
+}
+
+// TestRefreshPanicIsAnError: a panic inside the shared refresh becomes an
+// error for every caller, the lock is released, and the process lives on
+// (singleflight would otherwise re-panic where nothing can recover).
+func TestRefreshPanicIsAnError(t *testing.T) {
+	locks := mutex.NewMemory(time.Second)
+	svc := newService(t, panickyStore{newDB(t)}, locks)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if _, err := svc.Refresh(t.Context(), "some-token"); err == nil || !strings.Contains(err.Error(), "panic") {
+				t.Errorf("Refresh = %v, want an error naming the panic", err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := locks.ActiveLockCount(); n != 0 {
+		t.Errorf("ActiveLockCount after the panics = %d, want 0", n)
 	}
 }
