@@ -3,6 +3,7 @@ package models
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,25 @@ func (g *groupCommit) rotate(ctx context.Context, db *sql.DB, h *hotPath, r *rot
 
 // lead commits groups until nobody is waiting.
 func (g *groupCommit) lead(ctx context.Context, db *sql.DB, h *hotPath) {
+	var batch []*rotation
+	defer func() {
+		// A panic (a driver bug, say) must not leave the group without a
+		// leader: every later rotation would wait forever. Everyone waiting
+		// gets an error, and the panic goes on to the leader's caller.
+		if r := recover(); r != nil {
+			g.mu.Lock()
+			waiting := append(batch, g.queue...)
+			g.queue, g.leading = nil, false
+			g.mu.Unlock()
+			for _, w := range waiting {
+				select {
+				case w.done <- fmt.Errorf("group commit: panic: %v", r):
+				default: // already answered
+				}
+			}
+			panic(r)
+		}
+	}()
 	for {
 		g.mu.Lock()
 		n := min(len(g.queue), maxGroup)
@@ -66,7 +86,7 @@ func (g *groupCommit) lead(ctx context.Context, db *sql.DB, h *hotPath) {
 			g.mu.Unlock()
 			return
 		}
-		batch := make([]*rotation, n)
+		batch = make([]*rotation, n)
 		copy(batch, g.queue)
 		g.queue = append(g.queue[:0], g.queue[n:]...)
 		g.mu.Unlock()
@@ -99,16 +119,12 @@ func (g *groupCommit) commit(ctx context.Context, db *sql.DB, h *hotPath, batch 
 
 // rotateGroup applies every rotation of batch in one transaction and returns
 // each one's result (nil or ErrConflict), or an error for the whole group.
-func (h *hotPath) rotateGroup(ctx context.Context, db *sql.DB, batch []*rotation) (_ []error, err error) {
+func (h *hotPath) rotateGroup(ctx context.Context, db *sql.DB, batch []*rotation) ([]error, error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
+	defer tx.Rollback() // a no-op after Commit; on an error or a panic it frees the write connection
 	update, insert := tx.StmtContext(ctx, h.rotate), tx.StmtContext(ctx, h.insert)
 	results := make([]error, len(batch))
 	for i, r := range batch {
@@ -123,22 +139,18 @@ func (h *hotPath) rotateGroup(ctx context.Context, db *sql.DB, batch []*rotation
 }
 
 // rotateAlone applies one rotation in a transaction of its own.
-func (h *hotPath) rotateAlone(ctx context.Context, db *sql.DB, r *rotation) (err error) {
+func (h *hotPath) rotateAlone(ctx context.Context, db *sql.DB, r *rotation) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
+	defer tx.Rollback() // a no-op after Commit; on an error or a panic it frees the write connection
 	conflict, err := applyRotation(ctx, tx.StmtContext(ctx, h.rotate), tx.StmtContext(ctx, h.insert), r)
 	if err != nil {
 		return err
 	}
 	if conflict != nil {
-		return conflict // rolled back above
+		return conflict // rolled back by the deferred Rollback
 	}
 	return tx.Commit()
 }

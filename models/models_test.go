@@ -217,3 +217,43 @@ func TestPruneExpired(t *testing.T) {
 		t.Errorf("second PruneExpired = %d, %v; want 0, nil", n, err)
 	}
 }
+
+// TestGroupCommitSurvivesPanic: a panic while a group commits reaches the
+// leader's caller, every waiter gets an error, and the next rotation finds a
+// working group commit rather than a leader that never comes back.
+func TestGroupCommitSurvivesPanic(t *testing.T) {
+	db := openTest(t)
+	ctx := t.Context()
+	now := time.Now().UTC()
+	u := User{ID: "u", Email: "panic@example.com", PasswordHash: "x", CreatedAt: now}
+	first := &RefreshToken{TokenHash: []byte("h0"), UserID: "u", FamilyID: "f", ExpiresAt: now.Add(time.Hour), CreatedAt: now}
+	if err := db.CreateUser(ctx, &u, first); err != nil {
+		t.Fatal(err)
+	}
+	next := func(h string) *RefreshToken {
+		return &RefreshToken{TokenHash: []byte(h), UserID: "u", FamilyID: "f", ExpiresAt: now.Add(time.Hour), CreatedAt: now}
+	}
+
+	good := db.hot.rotate
+	db.hot.rotate = nil // tx.StmtContext(ctx, nil) panics
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the panic did not reach the caller")
+			}
+		}()
+		_ = db.Rotate(ctx, first.ID, now, nil, next("h1"))
+	}()
+	db.hot.rotate = good
+
+	done := make(chan error, 1)
+	go func() { done <- db.Rotate(ctx, first.ID, now, nil, next("h2")) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Rotate after the panic = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Rotate after a panic hangs: the group commit lost its leader")
+	}
+}
