@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"regexp"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -10,15 +9,20 @@ import (
 // body-parser decodes a body with iconv-lite, in the charset of its
 // Content-Type, before it parses it; these are the decoders it would use.
 
-// iconvName is iconv-lite's canonical form of a charset name.
+// iconvName is iconv-lite's canonical form of a charset name: lower case,
+// without a ":dddd" suffix, letters and digits only.
 func iconvName(charset string) string {
-	if charset == "utf-8" {
-		return "utf8" // nearly every request: spare it the regexp
+	charset = strings.ToLower(charset)
+	if n := len(charset); n >= 5 && charset[n-5] == ':' && strings.Trim(charset[n-4:], "0123456789") == "" {
+		charset = charset[:n-5]
 	}
-	return iconvNoise.ReplaceAllString(strings.ToLower(charset), "")
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, charset)
 }
-
-var iconvNoise = regexp.MustCompile(`:\d{4}$|[^0-9a-z]`)
 
 // decoders are iconv-lite's decoders for the charsets body-parser accepts.
 // UTF-7 is read as UTF-8: the same text for the ASCII bodies clients send.

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -24,7 +25,7 @@ type indicatorJSON struct {
 // Redis when the lock lives there. A failure says which, never why: the
 // driver's text stays in the log.
 func (s *server) health(c echo.Context) error {
-	ctx, cancel := contextWithTimeout(c, 2*time.Second)
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 	defer cancel()
 	h := healthJSON{Status: "ok", Info: map[string]indicatorJSON{}, Error: map[string]indicatorJSON{}, Details: map[string]indicatorJSON{}}
 	for _, check := range []struct {

@@ -233,7 +233,3 @@ func jsLineSeparators(b []byte) []byte {
 	}
 	return out
 }
-
-func contextWithTimeout(c echo.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(c.Request().Context(), d)
-}
