@@ -306,3 +306,27 @@ func ExampleMemory_WithLock() {
 	// held: true
 	// err: <nil> held after: false
 }
+
+// A waiter's fn learns that it waited for another holder; a holder that found
+// the key free does not.
+func TestMemoryContended(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := mutex.NewMemory(time.Minute)
+		held, release := make(chan struct{}), make(chan struct{})
+		first := make(chan bool, 1)
+		go m.WithLock(t.Context(), "k", func(ctx context.Context) error {
+			first <- mutex.Contended(ctx)
+			close(held)
+			<-release
+			return nil
+		})
+		<-held
+		second := make(chan bool, 1)
+		go m.WithLock(t.Context(), "k", func(ctx context.Context) error { second <- mutex.Contended(ctx); return nil })
+		synctest.Wait() // the second caller is queued
+		close(release)
+		if <-first || !<-second {
+			t.Error("Contended: want false for the first holder and true for the one that waited")
+		}
+	})
+}

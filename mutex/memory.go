@@ -1,6 +1,6 @@
 // Package mutex provides keyed locks: at most one holder per key at a time, with
-// bounded waits. Memory serializes goroutines of one process; a distributed
-// implementation can satisfy the same method set for several instances.
+// bounded waits. Memory serializes goroutines of one process; Redis extends
+// the same method set to several processes that share a Redis server.
 package mutex
 
 import (
@@ -10,6 +10,21 @@ import (
 	"sync"
 	"time"
 )
+
+type contendedKey struct{}
+
+func withContended(ctx context.Context) context.Context {
+	return context.WithValue(ctx, contendedKey{}, true)
+}
+
+// Contended reports whether ctx is the context of a WithLock's fn that had to
+// wait for another holder before it ran. A caller that reads state before
+// taking the lock can then read it again only when someone else may have
+// changed it meanwhile.
+func Contended(ctx context.Context) bool {
+	v, _ := ctx.Value(contendedKey{}).(bool)
+	return v
+}
 
 // ErrLockTimeout is returned by WithLock when the lock could not be acquired
 // before the configured timeout or the end of ctx. The returned error also
@@ -53,31 +68,37 @@ func NewMemory(timeout time.Duration) *Memory {
 // WithLock runs fn while holding the lock for key, waiting until the lock is
 // free, the timeout passes or ctx is done; in the last two cases it returns an
 // error matching ErrLockTimeout and fn does not run. The lock is released when
-// fn returns or panics (the panic propagates). fn receives ctx. WithLock is
-// safe for concurrent use.
+// fn returns or panics (the panic propagates). fn receives ctx, marked
+// Contended when fn had to wait for another holder. WithLock is safe for
+// concurrent use.
 func (m *Memory) WithLock(ctx context.Context, key string, fn func(context.Context) error) error {
-	if err := m.acquire(ctx, key); err != nil {
+	waited, err := m.acquire(ctx, key)
+	if err != nil {
 		return err
 	}
 	defer m.release(key)
+	if waited {
+		ctx = withContended(ctx)
+	}
 	return fn(ctx)
 }
 
-// acquire takes the lock for key, waiting in line when it is held.
-func (m *Memory) acquire(ctx context.Context, key string) error {
+// acquire takes the lock for key, waiting in line when it is held, and
+// reports whether it waited.
+func (m *Memory) acquire(ctx context.Context, key string) (waited bool, err error) {
 	m.mu.Lock()
 	e, held := m.locks[key]
 	if !held {
 		m.locks[key] = m.pool.Get().(*entry)
 		m.peak = max(m.peak, len(m.locks))
 		m.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	// Checked only here: a free lock is taken even with a done context, as
 	// sync.Mutex would, which keeps the uncontended path free of it.
 	if err := ctx.Err(); err != nil {
 		m.mu.Unlock()
-		return fmt.Errorf("%w: %w", ErrLockTimeout, err)
+		return false, fmt.Errorf("%w: %w", ErrLockTimeout, err)
 	}
 	turn := make(chan struct{})
 	e.waiters = append(e.waiters, turn)
@@ -92,7 +113,7 @@ func (m *Memory) acquire(ctx context.Context, key string) error {
 	var cause error
 	select {
 	case <-turn:
-		return nil
+		return true, nil
 	case <-ctx.Done():
 		cause = ctx.Err()
 	case <-expired:
@@ -109,7 +130,7 @@ func (m *Memory) acquire(ctx context.Context, key string) error {
 	default:
 		e.waiters = removeWaiter(e.waiters, turn)
 	}
-	return fmt.Errorf("%w: waited for %q: %w", ErrLockTimeout, key, cause)
+	return true, fmt.Errorf("%w: waited for %q: %w", ErrLockTimeout, key, cause)
 }
 
 func (m *Memory) release(key string) {

@@ -6,111 +6,218 @@ import (
 	"errors"
 	"fmt"
 	mathrand "math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
 )
 
 // ErrUnavailable is returned by Redis.WithLock when Redis cannot be asked for
-// the lock; fn does not run.
+// the lock: it did not answer, or it failed recently and the circuit breaker
+// is open. fn does not run.
 var ErrUnavailable = errors.New("mutex: lock service unavailable")
+
+// ErrAbandoned is returned by Redis.WithLock when the key is held by a holder
+// that stopped renewing its lease, a process that crashed for instance: the
+// lock cannot be had until that lease runs out, however long it is. fn does
+// not run. A caller whose work is safe without the lock (guarded by its own
+// compare-and-swap) goes on without it.
+var ErrAbandoned = errors.New("mutex: lock abandoned by its holder")
 
 // Client is the part of a Redis client that Redis uses; *redis.Client,
 // *redis.ClusterClient and *redis.Ring satisfy it.
 type Client interface {
 	redis.Scripter
-	SetNX(ctx context.Context, key string, value any, expiration time.Duration) *redis.BoolCmd
 	Ping(ctx context.Context) *redis.StatusCmd
 }
 
-// Scripts run atomically in Redis: a holder extends or releases the lock only
-// while the key still holds its own token, never another holder's.
+// Scripts run atomically in Redis, so a holder only ever touches its own lock.
 var (
+	// acquireScript takes the key for ARGV[1] with a lease of ARGV[2] ms and
+	// answers {1, 0}. It is idempotent: when the key already holds ARGV[1] (a
+	// SET applied whose reply was lost, then retried) it renews the lease and
+	// answers {1, 0} too, instead of waiting for its own lease to run out.
+	// When another holder has the key it answers {0, the key's remaining
+	// lease in ms}, which lets a waiter see whether that holder renews it.
+	acquireScript = redis.NewScript(`
+local v = redis.call("GET", KEYS[1])
+if v == ARGV[1] then redis.call("PEXPIRE", KEYS[1], ARGV[2]) return {1, 0} end
+if v then return {0, redis.call("PTTL", KEYS[1])} end
+redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
+return {1, 0}`)
 	extendScript  = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("PEXPIRE", KEYS[1], ARGV[2]) end return 0`)
 	releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 )
 
 // RedisOptions tune a Redis lock. Zero values take the defaults.
 type RedisOptions struct {
-	// Timeout bounds a wait for the lock, as Memory's does (0: only ctx).
+	// Timeout bounds a wait for a lock whose holder is alive, as Memory's
+	// does (0: only ctx). Past it, WithLock returns ErrLockTimeout.
 	Timeout time.Duration
-	// Lease is how long Redis keeps a lock whose holder stopped answering,
-	// a crashed process for instance (10s). While fn runs, the lease is
-	// renewed every third of it.
+	// Lease is how long Redis keeps a lock whose holder stopped answering
+	// (3s). While fn runs, the lease is renewed every third of it.
 	Lease time.Duration
+	// AbandonAfter is how long a waiter waits for a holder that is not seen
+	// renewing its lease before it gives up with ErrAbandoned (half the
+	// lease). It must exceed the renewal interval, a third of the lease.
+	AbandonAfter time.Duration
+	// Cooldown is how long the lock stops asking Redis after Redis failed
+	// (1s); WithLock then returns ErrUnavailable at once. One request after
+	// the cooldown asks again, and a success closes the breaker.
+	Cooldown time.Duration
 	// Prefix is put before every key in Redis ("authsvc:lock:").
 	Prefix string
+	// OnStateChange, if set, is called when Redis becomes unavailable (with
+	// the error that showed it) and when it answers again (with nil). It is
+	// called once per change, not per failed request, and must not block.
+	OnStateChange func(err error)
 }
 
 // Redis is a keyed lock shared by every process that uses the same Redis:
-// at most one holder per key across all of them. Within a process, waiters
-// for a key line up in a Memory first, so each process has at most one
-// contender per key in Redis; between processes, a waiter polls with a
-// jittered backoff. A holder that dies loses the lock when its lease runs out.
+// at most one holder per key across all of them while Redis answers and
+// leases last. Within a process, waiters for a key line up in a Memory
+// first, so each process has at most one contender per key in Redis; between
+// processes, a waiter polls with a jittered backoff.
+//
+// The lock saves work; it cannot guarantee exclusion through every fault (a
+// holder paused past its lease, a Redis restart), so callers keep their own
+// compare-and-swap. It therefore fails fast rather than waits: a circuit
+// breaker answers ErrUnavailable at once while Redis is down, and a waiter
+// gives up with ErrAbandoned when the holder does not renew its lease.
 type Redis struct {
-	client Client
-	local  *Memory
-	lease  time.Duration
-	prefix string
+	client  Client
+	local   *Memory
+	opts    RedisOptions
+	breaker *gobreaker.CircuitBreaker[any]
+	down    atomic.Bool // Redis was last seen unavailable
 }
 
 // NewRedis returns a lock on client.
 func NewRedis(client Client, opts RedisOptions) *Redis {
 	if opts.Lease <= 0 {
-		opts.Lease = 10 * time.Second
+		opts.Lease = 3 * time.Second
+	}
+	if opts.AbandonAfter <= 0 {
+		opts.AbandonAfter = opts.Lease / 2
+	}
+	if opts.Cooldown <= 0 {
+		opts.Cooldown = time.Second
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = "authsvc:lock:"
 	}
-	return &Redis{client: client, local: NewMemory(opts.Timeout), lease: opts.Lease, prefix: opts.Prefix}
+	r := &Redis{client: client, local: NewMemory(opts.Timeout), opts: opts}
+	r.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
+		Name:        "redis-lock",
+		MaxRequests: 1, // one probe while half-open; the others answer ErrUnavailable at once
+		Timeout:     opts.Cooldown,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= 1 },
+		// A caller that gave up says nothing about Redis.
+		IsExcluded: func(err error) bool {
+			return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+		},
+	})
+	return r
 }
 
-// WithLock runs fn while holding the lock for key in Redis, waiting until the
-// lock is free, the timeout passes or ctx is done (an error matching
-// ErrLockTimeout; fn does not run). An error matching ErrUnavailable means
-// Redis did not answer. The lock is released when fn returns or panics (the
-// panic propagates). Should the lease be lost while fn runs, which only a
-// Redis outage longer than the lease can cause, the context fn receives is
-// cancelled. WithLock is safe for concurrent use.
+// call runs one Redis command through the circuit breaker.
+func (r *Redis) call(fn func() (any, error)) (any, error) {
+	v, err := r.breaker.Execute(fn)
+	switch {
+	case err == nil:
+		if r.down.CompareAndSwap(true, false) && r.opts.OnStateChange != nil {
+			r.opts.OnStateChange(nil)
+		}
+		return v, nil
+	case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return nil, err
+	}
+	if !r.down.Swap(true) && r.opts.OnStateChange != nil {
+		r.opts.OnStateChange(err)
+	}
+	return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// WithLock runs fn while holding the lock for key in Redis. It returns
+// without running fn when the lock cannot be had: ErrLockTimeout when a live
+// holder keeps it past the timeout or ctx ends, ErrAbandoned when its holder
+// stopped renewing it, ErrUnavailable when Redis does not answer. The lock is
+// released when fn returns or panics (the panic propagates).
+//
+// fn's context reports Contended when fn had to wait for another holder. A
+// lease that cannot be renewed while fn runs (Redis went away) does not
+// interrupt fn: another process may then take the lock before fn returns.
+// WithLock is safe for concurrent use.
 func (r *Redis) WithLock(ctx context.Context, key string, fn func(context.Context) error) error {
-	deadline := time.Now().Add(r.local.timeout)
+	deadline := time.Now().Add(r.opts.Timeout)
 	return r.local.WithLock(ctx, key, func(ctx context.Context) error {
 		// The wait in line here took part of the budget; the rest bounds the wait in Redis.
 		waitCtx := ctx
-		if r.local.timeout > 0 {
+		if r.opts.Timeout > 0 {
 			var cancel context.CancelFunc
 			waitCtx, cancel = context.WithDeadline(ctx, deadline)
 			defer cancel()
 		}
-		token, err := r.acquire(waitCtx, r.prefix+key)
+		token, waited, err := r.acquire(waitCtx, r.opts.Prefix+key)
 		if err != nil {
 			return err
 		}
-		held, stop := r.keepAlive(ctx, r.prefix+key, token)
+		stop := r.keepAlive(ctx, r.opts.Prefix+key, token)
 		defer func() {
 			stop()
 			// Released even when ctx is done: a fresh context, briefly.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 			defer cancel()
-			_ = releaseScript.Run(rctx, r.client, []string{r.prefix + key}, token).Err()
+			_, _ = r.call(func() (any, error) {
+				return nil, releaseScript.Run(rctx, r.client, []string{r.opts.Prefix + key}, token).Err()
+			})
 		}()
-		return fn(held)
+		if waited && !Contended(ctx) {
+			ctx = withContended(ctx)
+		}
+		return fn(ctx)
 	})
 }
 
-// acquire takes the key in Redis and returns the token it holds it with.
-func (r *Redis) acquire(ctx context.Context, key string) (string, error) {
-	token := rand.Text()
-	backoff := time.Millisecond
+// acquire takes the key in Redis and returns the token it holds it with, and
+// whether it had to wait for another holder.
+func (r *Redis) acquire(ctx context.Context, key string) (token string, waited bool, err error) {
+	token = rand.Text() // one token for every attempt: a retried acquire recognises its own lock
+	leaseMS := r.opts.Lease.Milliseconds()
+	var (
+		backoff = time.Millisecond
+		// The holder is alive while its lease is seen renewed; it is
+		// abandoned once AbandonAfter passes without a renewal.
+		lastAlive = time.Now()
+		lastTTL   = int64(-1)
+	)
 	for {
-		ok, err := r.client.SetNX(ctx, key, token, r.lease).Result()
+		res, err := r.call(func() (any, error) {
+			return acquireScript.Run(ctx, r.client, []string{key}, token, leaseMS).Int64Slice()
+		})
 		switch {
-		case ok:
-			return token, nil
 		case ctx.Err() != nil:
-			return "", fmt.Errorf("%w: waited for %q: %w", ErrLockTimeout, key, ctx.Err())
+			return "", waited, fmt.Errorf("%w: waited for %q: %w", ErrLockTimeout, key, ctx.Err())
 		case err != nil:
-			return "", fmt.Errorf("%w: %w", ErrUnavailable, err)
+			return "", waited, err
+		}
+		reply := res.([]int64)
+		if len(reply) == 2 && reply[0] == 1 {
+			return token, waited, nil
+		}
+		waited = true
+		now := time.Now()
+		if ttl := reply[1]; ttl > lastTTL {
+			lastAlive = now // a renewal, or a new holder with a fresh lease
+			lastTTL = ttl
+		} else {
+			lastTTL = ttl
+		}
+		if now.Sub(lastAlive) >= r.opts.AbandonAfter {
+			return "", waited, fmt.Errorf("%w: %q not renewed for %v", ErrAbandoned, key, now.Sub(lastAlive).Round(time.Millisecond))
 		}
 		// Jitter keeps the waiters of several processes from polling in step.
 		wait := backoff/2 + mathrand.N(backoff)
@@ -120,38 +227,37 @@ func (r *Redis) acquire(ctx context.Context, key string) (string, error) {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return "", fmt.Errorf("%w: waited for %q: %w", ErrLockTimeout, key, ctx.Err())
+			return "", waited, fmt.Errorf("%w: waited for %q: %w", ErrLockTimeout, key, ctx.Err())
 		}
 	}
 }
 
-// keepAlive renews the lease while fn runs. The returned context is ctx,
-// cancelled if the lease cannot be renewed; stop ends the renewals.
-func (r *Redis) keepAlive(ctx context.Context, key, token string) (context.Context, func()) {
-	held, cancel := context.WithCancelCause(ctx)
+// keepAlive renews the lease every third of it until stop is called or a
+// renewal fails; a failed renewal ends the renewals and nothing else.
+func (r *Redis) keepAlive(ctx context.Context, key, token string) (stop func()) {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		tick := time.NewTicker(r.lease / 3)
+		tick := time.NewTicker(r.opts.Lease / 3)
 		defer tick.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-tick.C:
-				n, err := extendScript.Run(context.WithoutCancel(ctx), r.client, []string{key}, token, r.lease.Milliseconds()).Int()
-				if err != nil || n == 0 {
-					cancel(fmt.Errorf("mutex: lease on %q lost", key))
-					return
+				n, err := r.call(func() (any, error) {
+					return extendScript.Run(context.WithoutCancel(ctx), r.client, []string{key}, token, r.opts.Lease.Milliseconds()).Int()
+				})
+				if err != nil || n.(int) == 0 {
+					return // lost: fn goes on, guarded by its caller's own compare-and-swap
 				}
 			}
 		}
 	}()
-	return held, func() {
+	return func() {
 		close(done)
 		<-stopped
-		cancel(nil)
 	}
 }
 
@@ -162,10 +268,12 @@ func (r *Redis) ActiveLockCount() int { return r.local.ActiveLockCount() }
 // IsLocked reports whether this process holds key or is acquiring it.
 func (r *Redis) IsLocked(key string) bool { return r.local.IsLocked(key) }
 
-// Ping checks that Redis answers.
+// Ping checks that Redis answers. While the circuit breaker is open it
+// returns ErrUnavailable without asking.
 func (r *Redis) Ping(ctx context.Context) error {
-	if err := r.client.Ping(ctx).Err(); err != nil {
+	_, err := r.call(func() (any, error) { return nil, r.client.Ping(ctx).Err() })
+	if err != nil && !errors.Is(err, ErrUnavailable) {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
-	return nil
+	return err
 }

@@ -137,28 +137,184 @@ func TestRedisLeaseRenewed(t *testing.T) {
 	}
 }
 
-// When the lock is taken away (the key deleted under the holder, as a long
-// Redis outage would), the holder's context is cancelled.
+// A lost lease does not interrupt the holder: the lock saves work, and the
+// caller's own compare-and-swap keeps it correct. Another process may take
+// the key meanwhile, and the first holder's release leaves it alone.
 func TestRedisLeaseLost(t *testing.T) {
 	c := redisClient(t)
 	prefix := testPrefix()
-	l := mutex.NewRedis(c, mutex.RedisOptions{Lease: 300 * time.Millisecond, Prefix: prefix})
-	err := l.WithLock(t.Context(), "k", func(ctx context.Context) error {
-		if err := c.Del(t.Context(), prefix+"k").Err(); err != nil {
+	first := mutex.NewRedis(c, mutex.RedisOptions{Lease: 300 * time.Millisecond, Prefix: prefix})
+	second := mutex.NewRedis(c, mutex.RedisOptions{Timeout: 5 * time.Second, Prefix: prefix})
+	secondRan := false
+	err := first.WithLock(t.Context(), "k", func(ctx context.Context) error {
+		if err := c.Del(t.Context(), prefix+"k").Err(); err != nil { // as a long outage would
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		case <-time.After(10 * time.Second):
-			return errors.New("fn's context was not cancelled after the lease was lost")
+		if err := second.WithLock(t.Context(), "k", func(context.Context) error { secondRan = true; return nil }); err != nil {
+			return err
 		}
+		return ctx.Err()
 	})
-	if err == nil {
-		t.Fatal("WithLock = nil, want the lost lease")
+	if err != nil || !secondRan {
+		t.Fatalf("WithLock with its lease lost = %v, second holder ran %v; want nil, true", err, secondRan)
 	}
-	if got := err.Error(); got != `mutex: lease on "`+prefix+`k" lost` {
-		t.Errorf("fn saw %q, want the lost lease", got)
+}
+
+// A holder that left its key without renewing it (a crashed process with a
+// long lease) is given up on with ErrAbandoned, long before its lease ends;
+// fn does not run.
+func TestRedisAbandoned(t *testing.T) {
+	c := redisClient(t)
+	prefix := testPrefix()
+	if err := c.Set(t.Context(), prefix+"k", "crashed-process", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	l := mutex.NewRedis(c, mutex.RedisOptions{Timeout: 30 * time.Second, Lease: 600 * time.Millisecond, Prefix: prefix})
+	ran := false
+	err := l.WithLock(t.Context(), "k", func(context.Context) error { ran = true; return nil })
+	if !errors.Is(err, mutex.ErrAbandoned) || ran {
+		t.Fatalf("WithLock on an abandoned key = %v, ran %v; want ErrAbandoned, false", err, ran)
+	}
+	if ttl := c.PTTL(t.Context(), prefix+"k").Val(); ttl < 30*time.Second {
+		t.Errorf("the abandoned key's lease is %v: WithLock waited for it instead of giving up", ttl)
+	}
+}
+
+// scriptClient wraps a real client so that a test can see or change what the
+// lock's scripts answer.
+type scriptClient struct {
+	*redis.Client
+	evalSha func(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd
+}
+
+func (s *scriptClient) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	return s.evalSha(ctx, sha, keys, args...)
+}
+
+// A waiter's fn learns that it waited for another holder; an uncontended
+// holder's fn does not.
+func TestRedisContended(t *testing.T) {
+	c := redisClient(t)
+	prefix := testPrefix()
+	refused := make(chan struct{}) // the waiter's first "held by another" answer
+	var once sync.Once
+	spy := &scriptClient{Client: c}
+	spy.evalSha = func(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+		cmd := c.EvalSha(ctx, sha, keys, args...)
+		if v, err := cmd.Int64Slice(); err == nil && len(v) == 2 && v[0] == 0 {
+			once.Do(func() { close(refused) })
+		}
+		return cmd
+	}
+	holder := mutex.NewRedis(c, mutex.RedisOptions{Prefix: prefix})
+	waiter := mutex.NewRedis(spy, mutex.RedisOptions{Timeout: 10 * time.Second, Prefix: prefix})
+	waited := make(chan bool, 1)
+	err := holder.WithLock(t.Context(), "k", func(ctx context.Context) error {
+		if mutex.Contended(ctx) {
+			return errors.New("the uncontended holder's fn was told it waited")
+		}
+		go func() {
+			waited <- waiter.WithLock(t.Context(), "k", func(ctx context.Context) error {
+				if !mutex.Contended(ctx) {
+					return errors.New("the waiter's fn was not told it waited")
+				}
+				return nil
+			}) == nil
+		}()
+		<-refused
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !<-waited {
+		t.Error("the waiter failed")
+	}
+}
+
+// Acquiring is idempotent: when Redis applied an acquire whose reply was
+// lost and the client sends it again, the retry sees the lock is its own
+// instead of waiting for its own lease to run out.
+func TestRedisAcquireIsIdempotent(t *testing.T) {
+	c := redisClient(t)
+	prefix := testPrefix()
+	var calls atomic.Int32
+	lossy := &scriptClient{Client: c}
+	lossy.evalSha = func(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+		if calls.Add(1) == 1 {
+			_ = c.EvalSha(ctx, sha, keys, args...).Err() // applied; the reply is lost and the client retries
+		}
+		return c.EvalSha(ctx, sha, keys, args...)
+	}
+	l := mutex.NewRedis(lossy, mutex.RedisOptions{Timeout: 10 * time.Second, Prefix: prefix})
+	err := l.WithLock(t.Context(), "k", func(ctx context.Context) error {
+		if mutex.Contended(ctx) {
+			return errors.New("the retried acquire waited for its own lock")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("WithLock after a lost acquire reply = %v", err)
+	}
+}
+
+// While Redis fails, the circuit breaker answers ErrUnavailable without
+// asking Redis, the state change is reported once, and the lock works again
+// once Redis answers, without a restart.
+func TestRedisBreaker(t *testing.T) {
+	c := redisClient(t)
+	var down atomic.Bool
+	var asked atomic.Int32
+	flaky := &scriptClient{Client: c}
+	flaky.evalSha = func(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+		asked.Add(1)
+		if down.Load() {
+			cmd := redis.NewCmd(ctx)
+			cmd.SetErr(errors.New("dial tcp 127.0.0.1:6379: connect: connection refused"))
+			return cmd
+		}
+		return c.EvalSha(ctx, sha, keys, args...)
+	}
+	changes := make(chan error, 10)
+	l := mutex.NewRedis(flaky, mutex.RedisOptions{
+		Timeout: 5 * time.Second, Cooldown: 200 * time.Millisecond, Prefix: testPrefix(),
+		OnStateChange: func(err error) { changes <- err },
+	})
+	ran := 0
+	fn := func(context.Context) error { ran++; return nil }
+
+	down.Store(true)
+	for range 100 {
+		if err := l.WithLock(t.Context(), "k", fn); !errors.Is(err, mutex.ErrUnavailable) {
+			t.Fatalf("WithLock with Redis down = %v, want ErrUnavailable", err)
+		}
+	}
+	if n := asked.Load(); n != 1 {
+		t.Errorf("Redis was asked %d times for 100 locks while it failed, want 1 (the breaker opens)", n)
+	}
+	if err := <-changes; err == nil {
+		t.Error("OnStateChange(nil) when Redis went down, want its error")
+	}
+	if ran != 0 {
+		t.Errorf("fn ran %d times without the lock", ran)
+	}
+
+	down.Store(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for l.WithLock(t.Context(), "k", fn) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the lock never recovered after Redis came back")
+		}
+		time.Sleep(50 * time.Millisecond) // the breaker's cooldown runs on the real clock
+	}
+	if err := <-changes; err != nil {
+		t.Errorf("OnStateChange(%v) when Redis came back, want nil", err)
+	}
+	if len(changes) != 0 {
+		t.Errorf("%d more state changes, want one down and one up", len(changes))
+	}
+	if ran != 1 {
+		t.Errorf("fn ran %d times, want 1", ran)
 	}
 }
 
