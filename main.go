@@ -72,9 +72,22 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 	go func() { defer close(pruning); pruneExpired(pruneCtx, db, log, time.Hour) }()
 	defer func() { stopPruning(); <-pruning }() // before the database closes
 
+	// Time decisions follow the database's clock, so instances whose clocks
+	// drift apart still agree on the reuse window and on expiry.
+	clock := db.Clock(time.Now)
+	if offset, err := clock.Sync(ctx); err != nil {
+		return err
+	} else if offset.Abs() > time.Second {
+		log.Warn("this host's clock differs from the database's; token times follow the database", "offset", offset.String())
+	}
+	clockCtx, stopClock := context.WithCancel(ctx)
+	clockDone := make(chan struct{})
+	go func() { defer close(clockDone); syncClock(clockCtx, clock, log, 30*time.Second) }()
+	defer func() { stopClock(); <-clockDone }()
+
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	lock, err := newLockService(ctx, cfg)
+	lock, err := newLockService(ctx, cfg, log, registry)
 	if err != nil {
 		return err
 	}
@@ -85,6 +98,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 		RefreshTTL:  cfg.RefreshTTL,
 		ReuseWindow: cfg.ReuseWindow,
 		WorkTimeout: cfg.LockTimeout + 10*time.Second,
+		Now:         clock.Now,
 		Logger:      log,
 		Metrics:     auth.NewMetrics(registry),
 	})
@@ -136,7 +150,13 @@ type lockService struct {
 
 // newLockService returns the in-process lock, or with REDIS_URL the
 // Redis-backed one that several instances share.
-func newLockService(ctx context.Context, cfg config.Config) (lockService, error) {
+//
+// The Redis lock only saves work (the database's compare-and-swap keeps
+// refreshes correct), so its client fails fast: short timeouts, one retry,
+// and a circuit breaker in the lock. A Redis that is down at start is not an
+// error either: the instance serves, degraded, and uses the lock once Redis
+// answers.
+func newLockService(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (lockService, error) {
 	if cfg.RedisURL == "" {
 		return lockService{locks: mutex.NewMemory(cfg.LockTimeout), kind: "memory", close: func() error { return nil }}, nil
 	}
@@ -144,15 +164,54 @@ func newLockService(ctx context.Context, cfg config.Config) (lockService, error)
 	if err != nil {
 		return lockService{}, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	client := redis.NewClient(opts)
-	locks := mutex.NewRedis(client, mutex.RedisOptions{Timeout: cfg.LockTimeout})
-	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := locks.Ping(pingCtx); err != nil {
-		client.Close()
-		return lockService{}, fmt.Errorf("REDIS_URL: %w", err)
+	for _, d := range []*time.Duration{&opts.DialTimeout, &opts.ReadTimeout, &opts.WriteTimeout} {
+		if *d == 0 { // not set in the URL
+			*d = 500 * time.Millisecond
+		}
 	}
+	if opts.MaxRetries == 0 {
+		opts.MaxRetries = 1 // acquiring is idempotent, so a retried command is safe
+	}
+	client := redis.NewClient(opts)
+	up := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "auth_redis_up",
+		Help: "1 while the Redis lock answers, 0 while refreshes go on under the database compare-and-swap alone.",
+	})
+	up.Set(1)
+	reg.MustRegister(up)
+	locks := mutex.NewRedis(client, mutex.RedisOptions{
+		Timeout: cfg.LockTimeout,
+		OnStateChange: func(err error) {
+			if err != nil {
+				up.Set(0)
+				log.Warn("redis unavailable: refreshes go on under the database compare-and-swap alone", "error", err.Error())
+				return
+			}
+			up.Set(1)
+			log.Info("redis answers again: per-token locks are back")
+		},
+	})
+	pingCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_ = locks.Ping(pingCtx) // a failure is logged by OnStateChange; the instance serves anyway
 	return lockService{locks: locks, check: locks, kind: "redis", close: client.Close}, nil
+}
+
+// syncClock measures the database clock's offset every interval until ctx
+// ends; a failure keeps the last offset.
+func syncClock(ctx context.Context, clock *models.Clock, log *slog.Logger, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if _, err := clock.Sync(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("database clock", "error", err.Error())
+		}
+	}
 }
 
 // pruneExpired deletes expired refresh tokens now and then every interval

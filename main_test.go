@@ -121,7 +121,6 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"PORT": "http"},
 		{"DATABASE_URL": ":memory:"},
 		{"REDIS_URL": "not a url"},
-		{"REDIS_URL": "redis://127.0.0.1:1/0"}, // nothing listens there
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		env["DATABASE_URL"] = cmp.Or(env["DATABASE_URL"], filepath.Join(t.TempDir(), "auth.db"))
@@ -220,5 +219,40 @@ func TestRunFinishesInFlightRequests(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Errorf("run = %v, want nil", err)
+	}
+}
+
+// TestRunWithRedisDown: a Redis that does not answer is no reason to refuse
+// work. The instance starts, refreshes go on under the database's
+// compare-and-swap, /health stays 200 and shows Redis down, and the outage
+// is logged once, not once per request.
+func TestRunWithRedisDown(t *testing.T) {
+	url, logs, _ := startRun(t, map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0", "JWT_SECRET": strings.Repeat("k", 32)}) // nothing listens there
+	tok := post(t, url+"/auth/register", map[string]string{"email": "down@example.com", "password": "password123"})["refreshToken"].(string)
+	for range 20 {
+		tok = post(t, url+"/auth/refresh", map[string]string{"refreshToken": tok})["refreshToken"].(string)
+	}
+	res, err := http.Get(url + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), `"redis":{"message":"redis is not answering`) || !strings.Contains(string(body), `"status":"ok"`) {
+		t.Errorf("/health with Redis down = %d %s; want 200, status ok, redis down", res.StatusCode, body)
+	}
+	if n := strings.Count(logs.String(), "redis unavailable"); n != 1 {
+		t.Errorf("the outage was logged %d times, want once:\n%s", n, logs.String())
+	}
+	metrics, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(metrics.Body)
+	metrics.Body.Close()
+	for _, want := range []string{"auth_redis_up 0", `auth_refresh_lock_total{outcome="unavailable"} 20`} {
+		if !strings.Contains(string(m), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }

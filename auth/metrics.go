@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type Metrics struct {
 	refreshes *prometheus.CounterVec
 	callers   *prometheus.CounterVec
+	locks     *prometheus.CounterVec
 }
 
 // NewMetrics registers the service's collectors with reg.
@@ -19,8 +20,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "auth_refresh_callers_total",
 			Help: "Refresh requests answered, by whether they shared one operation with concurrent requests for the same token.",
 		}, []string{"shared"}),
+		locks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "auth_refresh_lock_total",
+			Help: "Locks asked for to rotate a live refresh token, by outcome: acquired; unavailable or abandoned (the rotation went on under the database compare-and-swap alone); timeout (a live holder kept it too long).",
+		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.refreshes, m.callers)
+	reg.MustRegister(m.refreshes, m.callers, m.locks)
 	return m
 }
 
@@ -38,5 +43,11 @@ func (m *Metrics) shared(shared bool) {
 		m.callers.WithLabelValues("true").Inc()
 	} else {
 		m.callers.WithLabelValues("false").Inc()
+	}
+}
+
+func (m *Metrics) lock(outcome string) {
+	if m != nil {
+		m.locks.WithLabelValues(outcome).Inc()
 	}
 }

@@ -8,23 +8,32 @@ import (
 	"time"
 
 	"github.com/tokenrelay/authsvc/models"
+	"github.com/tokenrelay/authsvc/mutex"
 )
 
 // Refresh consumes a refresh token and returns a new pair.
 //
-// However many requests present the same token at once, the token rotates
-// exactly once and every one of them gets the same new refresh token:
-// concurrent callers in this process share one rotation through singleflight;
-// the rotation runs under the token's lock, so callers that come later, here
-// or on another instance holding a distributed lock, find the token rotated
-// and get its successor back while the reuse window lasts. The rotation itself
-// is a compare-and-swap in one transaction, so correctness never rests on the
-// lock alone.
+// However many requests present the same token at once, on one instance or
+// on several sharing the database, the token rotates exactly once and every
+// one of them gets the same new refresh token:
+//
+//   - concurrent callers in this process share one operation through
+//     singleflight;
+//   - that operation reads the token first: a token that is already rotated,
+//     revoked, expired or unknown is answered from the database at once (its
+//     successor within the reuse window), without waiting for any lock;
+//   - only a live token is rotated, under its lock, which spares other
+//     instances a rotation that would lose; the rotation itself is a
+//     compare-and-swap in one transaction, and a lost compare-and-swap is
+//     answered with the winner's successor. Correctness rests on the database
+//     alone, so when the lock cannot be had (Redis down, a holder that died)
+//     the rotation goes on without it.
 //
 // Refresh returns ErrInvalidToken for an unknown, expired or revoked token,
 // ErrTokenReused (after revoking the family) for a replay past the window, an
-// error matching mutex.ErrLockTimeout when the lock stays busy, and ctx.Err()
-// when ctx ends first; the shared work then goes on for the other callers.
+// error matching mutex.ErrLockTimeout when a live holder keeps the lock past
+// its timeout, and ctx.Err() when ctx ends first; the shared work then goes
+// on for the other callers.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, error) {
 	hash := hashToken(refreshToken)
 	key := hex.EncodeToString(hash[:]) // never the token itself: keys show up in lock monitoring
@@ -40,13 +49,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 		// Detached from the first caller: its cancellation must not fail the others.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.workTimeout)
 		defer cancel()
-		var out Tokens
-		err = s.locks.WithLock(ctx, "refresh_token_"+key, func(ctx context.Context) error {
-			var err error
-			out, err = s.rotate(ctx, refreshToken, hash[:])
-			return err
-		})
-		return out, err
+		return s.refresh(ctx, refreshToken, hash[:], key)
 	})
 	select {
 	case r := <-results:
@@ -60,50 +63,99 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 	}
 }
 
-// rotate does one refresh under the token's lock.
-func (s *Service) rotate(ctx context.Context, presented string, hash []byte) (Tokens, error) {
-	// Two passes at most: a lost compare-and-swap means another instance
-	// rotated the token between our read and our write, and the second read
-	// then sees it rotated.
-	for range 2 {
-		now := s.now().UTC()
-		st, err := s.store.TokenByHash(ctx, hash)
-		switch {
-		case errors.Is(err, models.ErrNotFound):
-			s.metrics.result("invalid")
-			return Tokens{}, ErrInvalidToken
-		case err != nil:
-			return Tokens{}, err
-		case st.RevokedAt != nil:
-			s.metrics.result("revoked")
-			return Tokens{}, ErrInvalidToken
-		case st.RotatedAt != nil:
-			return s.replay(ctx, presented, st, now)
-		case !now.Before(st.ExpiresAt):
-			s.metrics.result("expired")
-			return Tokens{}, ErrInvalidToken
-		}
-
-		successor, successorHash := newRefreshToken()
-		next := &models.RefreshToken{
-			TokenHash: successorHash,
-			UserID:    st.UserID,
-			FamilyID:  st.FamilyID,
-			ParentID:  &st.ID,
-			ExpiresAt: now.Add(s.refreshTTL),
-			CreatedAt: now,
-		}
-		err = s.store.Rotate(ctx, st.ID, now, sealSuccessor(presented, successor), next)
-		if errors.Is(err, models.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return Tokens{}, err
-		}
-		s.metrics.result("rotated")
-		return s.pair(st.UserID, st.Email, successor, now)
+// refresh is the operation that concurrent Refresh calls of one token share.
+func (s *Service) refresh(ctx context.Context, presented string, hash []byte, key string) (Tokens, error) {
+	st, err := s.store.TokenByHash(ctx, hash)
+	if out, done, err := s.settle(ctx, presented, st, err); done {
+		return out, err
 	}
-	return Tokens{}, fmt.Errorf("rotate refresh token %d times: %w", 2, models.ErrConflict)
+	var out Tokens
+	ran := false
+	err = s.locks.WithLock(ctx, "refresh_token_"+key, func(ctx context.Context) error {
+		ran = true
+		s.metrics.lock("acquired")
+		if mutex.Contended(ctx) {
+			// Another holder went first, here or on another instance, and
+			// has most likely rotated the token: read it again rather than
+			// lose a compare-and-swap.
+			var err error
+			st, err = s.store.TokenByHash(ctx, hash)
+			var done bool
+			if out, done, err = s.settle(ctx, presented, st, err); done {
+				return err
+			}
+		}
+		out, err = s.rotate(ctx, presented, hash, st)
+		return err
+	})
+	if !ran && (errors.Is(err, mutex.ErrUnavailable) || errors.Is(err, mutex.ErrAbandoned)) {
+		// The lock only saves work: go on under the compare-and-swap alone.
+		if errors.Is(err, mutex.ErrUnavailable) {
+			s.metrics.lock("unavailable")
+		} else {
+			s.metrics.lock("abandoned")
+		}
+		return s.rotate(ctx, presented, hash, st)
+	}
+	if !ran && errors.Is(err, mutex.ErrLockTimeout) {
+		s.metrics.lock("timeout")
+	}
+	return out, err
+}
+
+// settle answers a token that is not live (unknown, revoked, rotated or
+// expired) from what TokenByHash returned, with done set; for a live token it
+// returns done false.
+func (s *Service) settle(ctx context.Context, presented string, st models.TokenState, err error) (_ Tokens, done bool, _ error) {
+	switch {
+	case errors.Is(err, models.ErrNotFound):
+		s.metrics.result("invalid")
+		return Tokens{}, true, ErrInvalidToken
+	case err != nil:
+		return Tokens{}, true, err
+	case st.RevokedAt != nil:
+		s.metrics.result("revoked")
+		return Tokens{}, true, ErrInvalidToken
+	case st.RotatedAt != nil:
+		out, err := s.replay(ctx, presented, st, s.now().UTC())
+		return out, true, err
+	case !s.now().Before(st.ExpiresAt):
+		s.metrics.result("expired")
+		return Tokens{}, true, ErrInvalidToken
+	}
+	return Tokens{}, false, nil
+}
+
+// rotate rotates the live token st: a compare-and-swap that marks it rotated
+// and stores its successor. When the swap is lost (another instance rotated
+// it since it was read), the token is read again and settled: the winner's
+// successor within the reuse window.
+func (s *Service) rotate(ctx context.Context, presented string, hash []byte, st models.TokenState) (Tokens, error) {
+	now := s.now().UTC()
+	successor, successorHash := newRefreshToken()
+	next := &models.RefreshToken{
+		TokenHash: successorHash,
+		UserID:    st.UserID,
+		FamilyID:  st.FamilyID,
+		ParentID:  &st.ID,
+		ExpiresAt: now.Add(s.refreshTTL),
+		CreatedAt: now,
+	}
+	err := s.store.Rotate(ctx, st.ID, now, sealSuccessor(presented, successor), next)
+	if errors.Is(err, models.ErrConflict) {
+		st, err := s.store.TokenByHash(ctx, hash)
+		if out, done, err := s.settle(ctx, presented, st, err); done {
+			return out, err
+		}
+		// Still live after a lost swap: only a rotation rolled back
+		// between our read and our write does that.
+		return Tokens{}, fmt.Errorf("rotate refresh token %d: %w", st.ID, models.ErrConflict)
+	}
+	if err != nil {
+		return Tokens{}, err
+	}
+	s.metrics.result("rotated")
+	return s.pair(st.UserID, st.Email, successor, now)
 }
 
 // replay answers a token that was already rotated: its successor again within

@@ -3,11 +3,13 @@ package auth_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -274,5 +276,98 @@ func TestRefreshPanicIsAnError(t *testing.T) {
 	wg.Wait()
 	if n := locks.ActiveLockCount(); n != 0 {
 		t.Errorf("ActiveLockCount after the panics = %d, want 0", n)
+	}
+}
+
+// denyingLocker stands for a lock that cannot be had: WithLock returns err
+// without running fn, and counts the calls.
+type denyingLocker struct {
+	err   error
+	calls atomic.Int32
+}
+
+func (d *denyingLocker) WithLock(ctx context.Context, key string, fn func(context.Context) error) error {
+	d.calls.Add(1)
+	return d.err
+}
+
+// A token that is not live is answered from the database alone: a replay
+// within the window, a reuse, an unknown token never ask for the lock.
+func TestRefreshSettledTokensTakeNoLock(t *testing.T) {
+	db := newDB(t)
+	svc := newService(t, db, mutex.NewMemory(time.Second))
+	sess, err := svc.Register(t.Context(), "settled@example.com", "password123", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := svc.Refresh(t.Context(), sess.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second instance on the same database whose lock is held forever.
+	held := &denyingLocker{err: fmt.Errorf("%w: held", mutex.ErrLockTimeout)}
+	other := newService(t, db, held)
+	if got, err := other.Refresh(t.Context(), sess.RefreshToken); err != nil || got.RefreshToken != next.RefreshToken {
+		t.Errorf("replay while the lock is held = %q, %v; want the successor %q", got.RefreshToken, err, next.RefreshToken)
+	}
+	if _, err := other.Refresh(t.Context(), "not-a-token"); !errors.Is(err, auth.ErrInvalidToken) {
+		t.Errorf("unknown token = %v, want ErrInvalidToken", err)
+	}
+	if n := held.calls.Load(); n != 0 {
+		t.Errorf("settled tokens asked for the lock %d times, want 0", n)
+	}
+	// A live token does need the lock, and a live holder that keeps it is a timeout.
+	if _, err := other.Refresh(t.Context(), next.RefreshToken); !errors.Is(err, mutex.ErrLockTimeout) {
+		t.Errorf("live token with its lock held = %v, want ErrLockTimeout", err)
+	}
+}
+
+// When the lock cannot be had because Redis is down or its holder died, 200
+// callers of one token on each of two instances still get one successor,
+// from the compare-and-swap alone.
+func TestRefreshWithoutTheLock(t *testing.T) {
+	for _, cause := range []error{mutex.ErrUnavailable, mutex.ErrAbandoned} {
+		t.Run(cause.Error(), func(t *testing.T) {
+			store := &countingStore{DB: newDB(t)}
+			locks := &denyingLocker{err: fmt.Errorf("%w: test", cause)}
+			instances := []*auth.Service{newService(t, store, locks), newService(t, store, locks)}
+			sess, err := instances[0].Register(t.Context(), "nolock@example.com", "password123", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const callers = 400
+			start := make(chan struct{})
+			got := make(chan string, callers)
+			errs := make(chan error, callers)
+			var wg sync.WaitGroup
+			for i := range callers {
+				wg.Go(func() {
+					<-start
+					tok, err := instances[i%2].Refresh(t.Context(), sess.RefreshToken)
+					if err != nil {
+						errs <- err
+						return
+					}
+					got <- tok.RefreshToken
+				})
+			}
+			close(start)
+			wg.Wait()
+			close(got)
+			close(errs)
+			for err := range errs {
+				t.Errorf("Refresh without the lock = %v", err)
+			}
+			successors := map[string]int{}
+			for tok := range got {
+				successors[tok]++
+			}
+			if len(successors) != 1 {
+				t.Errorf("%d distinct successors, want 1", len(successors))
+			}
+			if locks.calls.Load() == 0 {
+				t.Error("the lock was never asked for")
+			}
+		})
 	}
 }

@@ -60,6 +60,8 @@ type appConfig struct {
 	redisPrefix string        // the Redis lock's key prefix, shared by a test's instances
 	accessTTL   time.Duration
 	refreshTTL  time.Duration
+	clockSkew   time.Duration // how far this instance's own clock is off
+	dbClock     bool          // judge token times by the database's clock, as main does
 }
 
 func defaultConfig() appConfig {
@@ -94,13 +96,21 @@ func startInstance(t testing.TB, cfg appConfig, clk *clock) *app {
 		r := mutex.NewRedis(cfg.redis, mutex.RedisOptions{Timeout: cfg.lockTimeout, Prefix: cfg.redisPrefix})
 		locks, lockCheck = r, r
 	}
+	now := func() time.Time { return clk.Now().Add(cfg.clockSkew) }
+	if cfg.dbClock {
+		c := db.Clock(now)
+		if _, err := c.Sync(t.Context()); err != nil {
+			t.Fatalf("Clock.Sync: %v", err)
+		}
+		now = c.Now
+	}
 	svc, err := auth.NewService(db, locks, auth.Config{
 		Secret:      []byte(testSecret),
 		AccessTTL:   cfg.accessTTL,
 		RefreshTTL:  cfg.refreshTTL,
 		ReuseWindow: cfg.reuseWindow,
 		BcryptCost:  bcrypt.MinCost, // the cost is bcrypt's business, not these tests'
-		Now:         clk.Now,
+		Now:         now,
 		Logger:      log,
 		Metrics:     auth.NewMetrics(registry),
 	})

@@ -403,3 +403,73 @@ func TestLogoutRacingRefreshes(t *testing.T) {
 		}
 	})
 }
+
+// TestClockSkew: two instances on one PostgreSQL database whose own clocks
+// are an hour apart, far more than the reuse window. Judged by the
+// database's clock, as the service does, a storm split over both still gets
+// one successor, and a retry on the other instance gets it again. Judged by
+// each instance's own clock, the same skew makes a retry look like reuse and
+// logs the user out: the control shows what the database clock prevents.
+func TestClockSkew(t *testing.T) {
+	run := func(t *testing.T, dbClock bool) (rs []response, retry response) {
+		cfg := defaultConfig()
+		cfg.databaseURL = postgresSchema(t)
+		cfg.dbClock = dbClock
+		behind := cfg
+		behind.clockSkew = -time.Hour
+		a := newApp(t, cfg)
+		b := secondInstance(t, a, behind)
+		s := a.register(t)
+
+		var next atomic.Int64
+		both := func(token string) (response, error) {
+			if next.Add(1)%2 == 0 {
+				return a.refresh(token)
+			}
+			return b.refresh(token)
+		}
+		rs, errs := storm(200, both, s.RefreshToken)
+		for _, err := range errs {
+			t.Errorf("transport error: %v", err)
+		}
+		if len(rs) == 0 {
+			t.Fatal("no answers")
+		}
+		// Rotated by the instance whose clock is behind, retried on the other.
+		first, err := b.refresh(newToken(t, rs[0]))
+		if err != nil || first.Status != http.StatusOK {
+			t.Fatalf("refresh on the instance behind = %v, %v", first, err)
+		}
+		retry, err = a.refresh(newToken(t, rs[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if retry.Status == http.StatusOK && newToken(t, retry) != newToken(t, first) {
+			t.Errorf("the retry got %q, want the successor %q", newToken(t, retry), newToken(t, first))
+		}
+		return rs, retry
+	}
+
+	t.Run("database clock", func(t *testing.T) {
+		rs, retry := run(t, true)
+		successors := map[string]int{}
+		for _, r := range rs {
+			if r.Status != http.StatusOK {
+				t.Errorf("storm answer %v, want 200", r)
+				continue
+			}
+			successors[newToken(t, r)]++
+		}
+		if len(successors) != 1 {
+			t.Errorf("%d distinct successors, want 1", len(successors))
+		}
+		if retry.Status != http.StatusOK {
+			t.Errorf("retry within the window on the other instance = %v, want 200", retry)
+		}
+	})
+	t.Run("control: own clocks", func(t *testing.T) {
+		if _, retry := run(t, false); retry.Status != http.StatusUnauthorized {
+			t.Errorf("retry judged by skewed clocks = %v; want 401 (the failure the database clock prevents)", retry)
+		}
+	})
+}
