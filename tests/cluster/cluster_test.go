@@ -12,9 +12,9 @@ import (
 // The service's defaults, which the tests run with.
 const (
 	// lockLease is how long a lock in Redis outlives a holder that died: the
-	// lease of mutex.Redis, whose default main.go keeps. It is 10 s today and
-	// is being shortened to about 3 s; keep this in step.
-	lockLease = 10 * time.Second
+	// default lease of mutex.Redis, which main.go keeps. A waiter gives up on
+	// such a holder after half of it (mutex.ErrAbandoned).
+	lockLease = 3 * time.Second
 	// lockTimeout is LOCK_TIMEOUT's default: the longest a refresh waits
 	// for a token's lock.
 	lockTimeout = 5 * time.Second
