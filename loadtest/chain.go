@@ -21,6 +21,13 @@ each with the refresh token it last received, for --duration or until --count
 refreshes were made in all. A client whose refresh fails logs in again to go
 on. Reports refreshes per second, latency percentiles, statuses and errors.
 
+With several --url, user 0 registers at the first and logs in at each other
+one (an instance that does not know the user does not share the database:
+exit status 2); the other users register, and the clients log in,
+round-robin over the instances; and each client's successive requests go
+round-robin too, so that a token minted by one instance is refreshed at the
+next. The summary shows each instance's refreshes, latency and statuses.
+
 flags:
 `
 
@@ -54,18 +61,28 @@ func (cfg *chainConfig) check() error {
 
 // chainReport is the summary of a chain run.
 type chainReport struct {
-	Mode               string        `json:"mode"` // "chain"
-	URL                string        `json:"url"`
-	Users              int           `json:"users"`
-	Clients            int           `json:"clients"`
-	PlannedDurationMS  float64       `json:"plannedDurationMs,omitempty"`
-	PlannedCount       int           `json:"plannedCount,omitempty"`
-	tallyReport                      // the refresh requests
-	ElapsedMS          float64       `json:"elapsedMs"`
-	RefreshesPerSecond float64       `json:"refreshesPerSecond"`
-	LatencyMS          latencyReport `json:"latencyMs"` // of the refresh requests
-	Relogins           tallyReport   `json:"relogins"`  // logins after a failed refresh
-	Interrupted        bool          `json:"interrupted"`
+	Mode               string                `json:"mode"`          // "chain"
+	URL                string                `json:"url,omitempty"` // the target, when there is one
+	URLs               []string              `json:"urls"`          // the targets, in --url order
+	Users              int                   `json:"users"`
+	Clients            int                   `json:"clients"`
+	PlannedDurationMS  float64               `json:"plannedDurationMs,omitempty"`
+	PlannedCount       int                   `json:"plannedCount,omitempty"`
+	tallyReport                              // the refresh requests
+	ElapsedMS          float64               `json:"elapsedMs"`
+	RefreshesPerSecond float64               `json:"refreshesPerSecond"`
+	LatencyMS          latencyReport         `json:"latencyMs"` // of the refresh requests
+	Relogins           tallyReport           `json:"relogins"`  // logins after a failed refresh
+	Instances          []chainInstanceReport `json:"instances"`
+	Interrupted        bool                  `json:"interrupted"`
+}
+
+// chainInstanceReport is the share of one --url in a chain run.
+type chainInstanceReport struct {
+	URL         string        `json:"url"`
+	tallyReport               // the refresh requests
+	LatencyMS   latencyReport `json:"latencyMs"` // of the refresh requests
+	Relogins    tallyReport   `json:"relogins"`
 }
 
 // chain runs the chain mode.
@@ -85,11 +102,11 @@ func chain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return parsed
 	}
 
-	c := newClient(cfg.url, cfg.clients, cfg.timeout)
-	defer c.close()
-	accts, tokens, err := chainSetup(ctx, c, cfg)
+	ts := newTargets(cfg.urls.urls, cfg.clients, cfg.timeout)
+	defer ts.close()
+	accts, tokens, err := chainSetup(ctx, ts, cfg)
 	if err != nil {
-		return setupFailed(stderr, err)
+		return setupFailed(ctx, stderr, err)
 	}
 
 	var total int64
@@ -97,26 +114,27 @@ func chain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		total = int64(cfg.count)
 	}
 	prog := startProgress(stderr, total, cfg.duration, true)
-	rep := runChain(ctx, c, cfg, accts, tokens, prog)
+	rep := runChain(ctx, ts, cfg, accts, tokens, prog)
 	prog.finish()
 	failed := rep.Failed > 0 || rep.Relogins.Failed > 0
 	return finish(stdout, stderr, cfg.json, rep, func(w io.Writer) error { return writeChainTable(w, rep) }, failed)
 }
 
 // chainSetup registers the users and logs every client in. It returns the
-// accounts and each client's refresh token.
-func chainSetup(ctx context.Context, c *client, cfg chainConfig) ([]account, []string, error) {
+// accounts and each client's refresh token. User i registers at ts.at(i),
+// and client i logs in at ts.at(i).
+func chainSetup(ctx context.Context, ts targets, cfg chainConfig) ([]account, []string, error) {
 	accts := newAccounts(cfg.users)
-	// The first registration alone, so that a target that cannot be used
-	// gives one clear error rather than a crowd of them.
-	if _, err := c.register(ctx, accts[0]); err != nil {
+	// The check of every target first, so that a target that cannot be
+	// used gives one clear error rather than a crowd of them.
+	if _, err := ts.signIn(ctx, accts[0], true); err != nil {
 		return nil, nil, err
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(cfg.clients)
-	for _, a := range accts[1:] {
+	for i := 1; i < len(accts); i++ {
 		g.Go(func() error {
-			_, err := c.register(gctx, a)
+			_, err := ts.at(i).register(gctx, accts[i])
 			return err
 		})
 	}
@@ -127,7 +145,7 @@ func chainSetup(ctx context.Context, c *client, cfg chainConfig) ([]account, []s
 	g, gctx = errgroup.WithContext(ctx)
 	for i := range tokens {
 		g.Go(func() (err error) {
-			tokens[i], err = c.session(gctx, accts[i%len(accts)])
+			tokens[i], err = ts.at(i).session(gctx, accts[i%len(accts)])
 			return err
 		})
 	}
@@ -139,8 +157,9 @@ func chainSetup(ctx context.Context, c *client, cfg chainConfig) ([]account, []s
 
 // runChain has the clients chain refreshes, client i starting with tokens[i]
 // as accts[i mod len(accts)], until the duration is over, the count is
-// reached or ctx ends, and sums up the refreshes.
-func runChain(ctx context.Context, c *client, cfg chainConfig, accts []account, tokens []string, prog *progress) chainReport {
+// reached or ctx ends, and sums up the refreshes. Client i, which logged in
+// at ts.at(i), sends its requests to ts.at(i+1), ts.at(i+2), and so on.
+func runChain(ctx context.Context, ts targets, cfg chainConfig, accts []account, tokens []string, prog *progress) chainReport {
 	var remaining atomic.Int64
 	remaining.Store(int64(cfg.count))
 	var deadline time.Time // set at the release, before any client reads it
@@ -159,7 +178,8 @@ func runChain(ctx context.Context, c *client, cfg chainConfig, accts []account, 
 	var ready, done sync.WaitGroup
 	ready.Add(len(workers))
 	for i := range workers {
-		w := &chainer{c: c, acct: accts[i%len(accts)], refreshes: newTally(), relogins: newTally(), prog: prog}
+		w := &chainer{ts: ts, next: i + 1, acct: accts[i%len(accts)], prog: prog,
+			refreshes: newTallies(len(ts)), relogins: newTallies(len(ts)), latencies: make([][]time.Duration, len(ts))}
 		workers[i] = w
 		done.Go(func() {
 			ready.Done()
@@ -176,16 +196,25 @@ func runChain(ctx context.Context, c *client, cfg chainConfig, accts []account, 
 
 	refreshes, relogins := newTally(), newTally()
 	var latencies []time.Duration
-	for _, w := range workers {
-		refreshes.merge(w.refreshes)
-		relogins.merge(w.relogins)
-		latencies = append(latencies, w.latencies...)
+	rep := chainReport{Mode: "chain", URLs: ts.urls(), Users: cfg.users, Clients: cfg.clients, Instances: make([]chainInstanceReport, len(ts))}
+	if len(ts) == 1 {
+		rep.URL = ts[0].base
 	}
-	rep := chainReport{
-		Mode: "chain", URL: cfg.url, Users: cfg.users, Clients: cfg.clients,
-		tallyReport: refreshes.report(), ElapsedMS: ms(elapsed), LatencyMS: summarize(latencies),
-		Relogins: relogins.report(), Interrupted: ctx.Err() != nil,
+	for i, c := range ts {
+		tr, tl := newTally(), newTally()
+		var tlat []time.Duration
+		for _, w := range workers {
+			tr.merge(w.refreshes[i])
+			tl.merge(w.relogins[i])
+			tlat = append(tlat, w.latencies[i]...)
+		}
+		refreshes.merge(tr)
+		relogins.merge(tl)
+		latencies = append(latencies, tlat...)
+		rep.Instances[i] = chainInstanceReport{URL: c.base, tallyReport: tr.report(), LatencyMS: summarize(tlat), Relogins: tl.report()}
 	}
+	rep.tallyReport, rep.ElapsedMS, rep.LatencyMS = refreshes.report(), ms(elapsed), summarize(latencies)
+	rep.Relogins, rep.Interrupted = relogins.report(), ctx.Err() != nil
 	if cfg.count > 0 {
 		rep.PlannedCount = cfg.count
 	} else {
@@ -198,37 +227,49 @@ func runChain(ctx context.Context, c *client, cfg chainConfig, accts []account, 
 }
 
 // chainer is one client of a chain run. Only its goroutine touches it until
-// run returns.
+// run returns. Its tallies and latencies are per target, by index in ts.
 type chainer struct {
-	c         *client
+	ts        targets
+	next      int // the index, round-robin, of the target of the next request
 	acct      account
 	prog      *progress
-	refreshes *tally
-	relogins  *tally
-	latencies []time.Duration
+	refreshes []*tally
+	relogins  []*tally
+	latencies [][]time.Duration
 }
 
-// run refreshes token, then each successor, while more says so. After a
-// failed refresh it logs in again; when that fails too, it stops.
+// target returns the index in ts of the target of the next request, and
+// moves on to the one after.
+func (w *chainer) target() int {
+	i := w.next % len(w.ts)
+	w.next = i + 1
+	return i
+}
+
+// run refreshes token, then each successor, while more says so, each request
+// at the next target. After a failed refresh it logs in again; when that
+// fails too, it stops.
 func (w *chainer) run(ctx context.Context, token string, more func() bool) {
 	for more() {
-		o := w.c.refresh(ctx, token)
+		i := w.target()
+		o := w.ts[i].refresh(ctx, token)
 		if o.canceled {
 			return
 		}
-		w.refreshes.add(o)
-		w.latencies = append(w.latencies, o.latency)
+		w.refreshes[i].add(o)
+		w.latencies[i] = append(w.latencies[i], o.latency)
 		w.prog.add(o.ok())
 		if o.ok() {
 			token = o.token
 			continue
 		}
 		// The family may be gone (a reused token revokes it): start another.
-		lo := w.c.login(ctx, w.acct)
+		i = w.target()
+		lo := w.ts[i].login(ctx, w.acct)
 		if lo.canceled {
 			return
 		}
-		w.relogins.add(lo)
+		w.relogins[i].add(lo)
 		if !lo.ok() {
 			return
 		}

@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -23,15 +25,16 @@ const maxBody = 1 << 20
 // client talks to one target over one pool of keep-alive connections. It is
 // safe for concurrent use.
 type client struct {
-	base string // the target's URL, without a trailing slash
-	hc   *http.Client
+	base    string // the target's URL, without a trailing slash
+	timeout time.Duration
+	hc      *http.Client
 }
 
 // newClient returns a client that keeps up to conns idle connections to base
 // and gives every request at most timeout.
 func newClient(base string, conns int, timeout time.Duration) *client {
 	tr := &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           (&net.Dialer{Timeout: min(5*time.Second, timeout), KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          conns,
 		MaxIdleConnsPerHost:   conns,
 		IdleConnTimeout:       30 * time.Second,
@@ -39,7 +42,7 @@ func newClient(base string, conns int, timeout time.Duration) *client {
 		ResponseHeaderTimeout: timeout,
 		ExpectContinueTimeout: time.Second,
 	}
-	return &client{base: base, hc: &http.Client{Transport: tr, Timeout: timeout}}
+	return &client{base: base, timeout: timeout, hc: &http.Client{Transport: tr, Timeout: timeout}}
 }
 
 // close closes the idle connections.
@@ -129,6 +132,8 @@ func (c *client) session(ctx context.Context, acct account) (string, error) {
 // error is ctx.Err() when ctx ended, an *unreachableError when no answer
 // came, and a *targetError when the answer was not a session.
 func (c *client) signIn(ctx context.Context, path string, body any) (string, error) {
+	var connected atomic.Bool // whether the request got a connection, to tell a silent server from a missing one
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { connected.Store(true) }})
 	o, a := c.call(ctx, path, body)
 	switch {
 	case o.ok():
@@ -136,7 +141,7 @@ func (c *client) signIn(ctx context.Context, path string, body any) (string, err
 	case o.canceled:
 		return "", ctx.Err()
 	case o.err != nil && o.status == 0:
-		return "", &unreachableError{url: c.base, err: o.err}
+		return "", &unreachableError{url: c.base, err: o.err, timeout: c.timeout, connected: connected.Load()}
 	}
 	return "", &targetError{method: http.MethodPost, url: c.base + path, status: a.status, body: a.body, foreign: !refusal(a)}
 }
@@ -162,19 +167,26 @@ func (c *client) warm(ctx context.Context, n int) {
 
 // unreachableError is the error of a target that did not answer at all.
 type unreachableError struct {
-	url string
-	err error
+	url       string
+	err       error
+	timeout   time.Duration // the --timeout the request had
+	connected bool          // the request got a connection: the server accepts them, but did not answer
 }
 
 func (e *unreachableError) Error() string {
+	var ne net.Error
+	if e.connected && errors.As(e.err, &ne) && ne.Timeout() {
+		return fmt.Sprintf("%s accepted a connection but gave no answer within %s (--timeout): it does not speak the authsvc HTTP contract",
+			e.url, e.timeout)
+	}
 	return fmt.Sprintf("cannot reach %s: %s", e.url, reason(e.err))
 }
 func (e *unreachableError) Unwrap() error { return e.err }
 
 // targetError is the error of a target that answered, but not with a session.
 // foreign says the answer is not even the contract's error shape: the server
-// does not look like it speaks API.md (a missing route, a body that is not
-// JSON, a success without a refresh token).
+// does not speak the authsvc HTTP contract (a missing route, a body that is
+// not JSON, a success without a refresh token).
 type targetError struct {
 	method, url string
 	status      int
@@ -184,7 +196,7 @@ type targetError struct {
 
 func (e *targetError) Error() string {
 	if e.foreign {
-		return fmt.Sprintf("%s %s answered %d %q: the server does not look like it speaks API.md",
+		return fmt.Sprintf("%s %s answered %d %q: the server does not speak the authsvc HTTP contract (see Endpoints in README.md)",
 			e.method, e.url, e.status, bodyStart(e.body, 80))
 	}
 	return fmt.Sprintf("%s %s answered %d: %s", e.method, e.url, e.status, messageOf(e.body, e.status))

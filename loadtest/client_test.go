@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestMessageOf(t *testing.T) {
@@ -63,6 +64,31 @@ func TestTransportErrors(t *testing.T) {
 	}
 }
 
+// timeoutErr is a net.Error that timed out, as http.Client's own timeout is.
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string {
+	return "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+}
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+// TestUnreachableTimeout: a server that took the connection and then said
+// nothing is named as such, with the --timeout it had; a timeout before any
+// connection is a target that cannot be reached.
+func TestUnreachableTimeout(t *testing.T) {
+	t.Parallel()
+	err := &url.Error{Op: "Post", URL: "http://127.0.0.1:9/auth/register", Err: timeoutErr{}}
+	silent := &unreachableError{url: "http://127.0.0.1:9", err: err, timeout: 1500 * time.Millisecond, connected: true}
+	if got, want := silent.Error(), "http://127.0.0.1:9 accepted a connection but gave no answer within 1.5s (--timeout): it does not speak the authsvc HTTP contract"; got != want {
+		t.Errorf("silent server: %q\nwant %q", got, want)
+	}
+	noConn := &unreachableError{url: "http://127.0.0.1:9", err: err, timeout: 1500 * time.Millisecond}
+	if got := noConn.Error(); !strings.HasPrefix(got, "cannot reach http://127.0.0.1:9: no answer in time") {
+		t.Errorf("no connection: %q, want it to say the target cannot be reached in time", got)
+	}
+}
+
 func TestTargetError(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -72,13 +98,13 @@ func TestTargetError(t *testing.T) {
 		speaks bool
 	}{
 		{"404 route", answer{404, []byte(`{"message":"Cannot POST /auth/register","error":"Not Found","statusCode":404}`)},
-			`POST http://h/auth/register answered 404 "{\"message\":\"Cannot POST /auth/register\",\"error\":\"Not Found\",\"statusCode\":404}": the server does not look like it speaks API.md`, false},
+			`POST http://h/auth/register answered 404 "{\"message\":\"Cannot POST /auth/register\",\"error\":\"Not Found\",\"statusCode\":404}": the server does not speak the authsvc HTTP contract (see Endpoints in README.md)`, false},
 		{"plain 404", answer{404, []byte("404 page not found\n")},
-			`POST http://h/auth/register answered 404 "404 page not found": the server does not look like it speaks API.md`, false},
+			`POST http://h/auth/register answered 404 "404 page not found": the server does not speak the authsvc HTTP contract (see Endpoints in README.md)`, false},
 		{"html 200", answer{200, []byte("<html>hi</html>")},
-			`POST http://h/auth/register answered 200 "<html>hi</html>": the server does not look like it speaks API.md`, false},
+			`POST http://h/auth/register answered 200 "<html>hi</html>": the server does not speak the authsvc HTTP contract (see Endpoints in README.md)`, false},
 		{"500 without shape", answer{500, []byte("oops")},
-			`POST http://h/auth/register answered 500 "oops": the server does not look like it speaks API.md`, false},
+			`POST http://h/auth/register answered 500 "oops": the server does not speak the authsvc HTTP contract (see Endpoints in README.md)`, false},
 		{"contract refusal", answer{409, []byte(`{"statusCode":409,"message":"Email already registered","error":"Conflict"}`)},
 			`POST http://h/auth/register answered 409: Email already registered`, true},
 	}

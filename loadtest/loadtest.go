@@ -1,10 +1,13 @@
 // Package loadtest is the load tool of `authsvc loadtest`: scenarios that any
-// server speaking the API.md contract can be pointed at.
+// server speaking the authsvc HTTP contract (the "Endpoints" of README.md)
+// can be pointed at, one instance or several behind one database.
 //
 // storm fires many concurrent refreshes of one refresh token, round after
-// round: a server without the race of API.md's "Refresh semantics" answers
-// them all 200 with one successor. chain has many clients chain refreshes of
-// their own token families, for throughput and latency.
+// round: a server without the race (README.md, "The race, and how this
+// service prevents it") answers them all 200 with one successor. chain has
+// many clients chain refreshes of their own token families, for throughput
+// and latency. Given several --url, both spread their requests round-robin
+// over the instances and report each instance apart.
 package loadtest
 
 import (
@@ -28,15 +31,21 @@ const (
 
 const usage = `usage: loadtest <mode> [flags]
 
-Load scenarios against a server that speaks the auth contract (API.md).
+Load scenarios against a server that speaks the authsvc HTTP contract (the
+"Endpoints" of README.md), or against several instances of it that share one
+database: repeat --url, and the requests go round-robin over the instances.
 
 modes:
   storm   rounds of N concurrent refreshes of one token: all must get 200 and one successor
   chain   C clients chain refreshes of their own token families: throughput and latency
 
-Run "loadtest <mode> -h" for the flags of a mode. Exit status: 0 when every
-refresh got a 2xx answer with a refresh token, 1 when any failed, 2 for a usage
-error or a target that cannot be used.
+Before a run, every --url is checked with a registration or a login, each
+bounded by --timeout. Run "loadtest <mode> -h" for the flags of a mode.
+
+Exit status: 0 when every refresh got a 2xx answer with a refresh token, 1
+when any failed, 2 for a usage error or a target that cannot be used (one
+that is unreachable, does not answer within --timeout, or does not speak the
+contract).
 `
 
 // Main runs the load tool with the arguments after "loadtest" and returns the
@@ -62,29 +71,66 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitUnusable
 }
 
+// defaultURL is the target when no --url is given: the service's own default.
+const defaultURL = "http://127.0.0.1:3000"
+
 // commonFlags are the flags every mode has.
 type commonFlags struct {
-	url     string
+	urls    urlList
 	json    bool
 	timeout time.Duration
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.url, "url", "http://127.0.0.1:3000", "base `URL` of the server")
+	c.urls = urlList{urls: []string{defaultURL}}
+	fs.Var(&c.urls, "url", "base `URL` of the server; repeat it for several instances over one database,\n"+
+		"and the requests go round-robin over them")
 	fs.BoolVar(&c.json, "json", false, "write the summary to stdout as one JSON object instead of a table")
-	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "longest wait for one answer")
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "longest wait for one answer, the check of each --url before the run included")
 }
 
-// check validates the flags and normalizes the URL.
+// check validates the flags and normalizes the URLs.
 func (c *commonFlags) check() error {
-	u, err := url.Parse(c.url)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("--url %q: want an http:// or https:// URL", c.url)
+	seen := make(map[string]bool, len(c.urls.urls))
+	for i, raw := range c.urls.urls {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--url %q: want an http:// or https:// URL", raw)
+		}
+		norm := strings.TrimSuffix(raw, "/")
+		if seen[norm] {
+			return fmt.Errorf("--url %q: given twice", raw)
+		}
+		seen[norm] = true
+		c.urls.urls[i] = norm
 	}
-	c.url = strings.TrimSuffix(c.url, "/")
 	if c.timeout <= 0 {
 		return fmt.Errorf("--timeout %s: want a positive duration", c.timeout)
 	}
+	return nil
+}
+
+// urlList is the value of the repeatable --url flag. The first --url
+// replaces the default.
+type urlList struct {
+	urls []string
+	set  bool // a --url was given
+}
+
+// String returns the URLs separated by spaces.
+func (l *urlList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Join(l.urls, " ")
+}
+
+// Set adds one URL.
+func (l *urlList) Set(s string) error {
+	if !l.set {
+		l.urls, l.set = nil, true
+	}
+	l.urls = append(l.urls, s)
 	return nil
 }
 
@@ -136,9 +182,10 @@ func newAccounts(n int) []account {
 }
 
 // setupFailed writes the error that stopped a run before it began and
-// returns the exit status.
-func setupFailed(stderr io.Writer, err error) int {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+// returns the exit status. Only the end of ctx is an interruption: a request
+// that timed out is a target that cannot be used.
+func setupFailed(ctx context.Context, stderr io.Writer, err error) int {
+	if ctx.Err() != nil {
 		fmt.Fprintln(stderr, "loadtest: interrupted before the run began")
 		return exitFailed
 	}

@@ -2,6 +2,8 @@ package loadtest
 
 import (
 	"bytes"
+	"flag"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -28,6 +30,10 @@ func TestMainUsage(t *testing.T) {
 		{"count and duration", []string{"chain", "--count", "5", "--duration", "1s"}, 2, "--duration and --count exclude each other"},
 		{"bad url", []string{"chain", "--url", "localhost:3000"}, 2, `--url "localhost:3000": want an http:// or https:// URL`},
 		{"stray argument", []string{"storm", "now"}, 2, `unexpected argument "now"`},
+		{"second url bad", []string{"storm", "--url", "http://127.0.0.1:3001", "--url", "127.0.0.1:3002"}, 2, `--url "127.0.0.1:3002": want an http:// or https:// URL`},
+		{"url twice", []string{"chain", "--url", "http://127.0.0.1:3001", "--url", "http://127.0.0.1:3001/"}, 2, `--url "http://127.0.0.1:3001/": given twice`},
+		{"zero timeout", []string{"chain", "--timeout", "0s"}, 2, "--timeout 0s: want a positive duration"},
+		{"help names repeated urls", []string{"storm", "-h"}, 0, "repeat it for several instances"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -43,5 +49,34 @@ func TestMainUsage(t *testing.T) {
 				t.Errorf("Main(%q) stdout = %q, want nothing", tt.args, &stdout)
 			}
 		})
+	}
+}
+
+// TestURLFlag: --url defaults to the service's own address; the first --url
+// replaces the default, and the others add to it, in order, without a
+// trailing slash.
+func TestURLFlag(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"http://127.0.0.1:3000"}},
+		{[]string{"--url", "http://a:1/"}, []string{"http://a:1"}},
+		{[]string{"--url", "http://a:1", "--url", "https://b:2/", "-url", "http://c:3"}, []string{"http://a:1", "https://b:2", "http://c:3"}},
+	}
+	for _, tt := range tests {
+		var c commonFlags
+		fs := flag.NewFlagSet("test", flag.ContinueOnError)
+		c.register(fs)
+		if err := fs.Parse(tt.args); err != nil {
+			t.Fatalf("parse %q: %v", tt.args, err)
+		}
+		if err := c.check(); err != nil {
+			t.Fatalf("check %q: %v", tt.args, err)
+		}
+		if !slices.Equal(c.urls.urls, tt.want) {
+			t.Errorf("--url of %q = %q, want %q", tt.args, c.urls.urls, tt.want)
+		}
 	}
 }

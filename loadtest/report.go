@@ -191,10 +191,31 @@ func writeErrors(tw *tabwriter.Writer, title string, errs []errorCount) {
 	}
 }
 
-// writeStormTable writes the summary of a storm as a table.
+// against names the targets of a run: the URL of the only one, or how many
+// there are (the table of instances names them).
+func against(urls []string) string {
+	if len(urls) == 1 {
+		return urls[0]
+	}
+	return fmt.Sprintf("%d instances", len(urls))
+}
+
+// writeInstanceErrors writes the failure groups of each instance that has
+// any, when there are several.
+func writeInstanceErrors(tw *tabwriter.Writer, title string, urls []string, errs func(i int) []errorCount) {
+	if len(urls) < 2 {
+		return
+	}
+	for i, u := range urls {
+		writeErrors(tw, title+" at "+u, errs(i))
+	}
+}
+
+// writeStormTable writes the summary of a storm as a table. With several
+// targets, a table of instances follows the rounds.
 func writeStormTable(w io.Writer, r stormReport) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "storm of %d concurrent refreshes of one token against %s", r.Concurrency, r.URL)
+	fmt.Fprintf(tw, "storm of %d concurrent refreshes of one token against %s", r.Concurrency, against(r.URLs))
 	if r.Interrupted {
 		fmt.Fprint(tw, " (interrupted)")
 	}
@@ -211,14 +232,22 @@ func writeStormTable(w io.Writer, r stormReport) error {
 	t := r.Total
 	fmt.Fprintf(tw, "total\t%d\t%d\t%d\t%d\t%s\t%s\t%d/%d rounds with one successor\n",
 		t.Requests, t.OK, t.Failed, t.Successors, fmtMS(t.DurationMS), fmtStatuses(t.Statuses), t.RoundsWithOneSuccessor, len(r.Rounds))
+	if len(r.Instances) > 1 {
+		fmt.Fprintln(tw, "\ninstance\trequests\tok\tfailed\tstatuses")
+		for _, in := range r.Instances {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", in.URL, in.Requests, in.OK, in.Failed, fmtStatuses(in.Statuses))
+		}
+	}
 	writeErrors(tw, "errors", t.Errors)
+	writeInstanceErrors(tw, "errors", r.URLs, func(i int) []errorCount { return r.Instances[i].Errors })
 	return tw.Flush()
 }
 
-// writeChainTable writes the summary of a chain run as a table.
+// writeChainTable writes the summary of a chain run as a table. With several
+// targets, a table of instances follows the totals.
 func writeChainTable(w io.Writer, r chainReport) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "chain: %d clients over %d users against %s", r.Clients, r.Users, r.URL)
+	fmt.Fprintf(tw, "chain: %d clients over %d users against %s", r.Clients, r.Users, against(r.URLs))
 	if r.Interrupted {
 		fmt.Fprint(tw, " (interrupted)")
 	}
@@ -230,7 +259,16 @@ func writeChainTable(w io.Writer, r chainReport) error {
 	fmt.Fprintf(tw, "latency\tmean %s\tp50 %s\tp90 %s\tp99 %s\tmax %s\n", fmtMS(l.Mean), fmtMS(l.P50), fmtMS(l.P90), fmtMS(l.P99), fmtMS(l.Max))
 	fmt.Fprintf(tw, "statuses\t%s\n", fmtStatuses(r.Statuses))
 	fmt.Fprintf(tw, "logins again\t%d\t(%d failed)\n", r.Relogins.Requests, r.Relogins.Failed)
+	if len(r.Instances) > 1 {
+		fmt.Fprintln(tw, "\ninstance\trefreshes\tok\tfailed\tp50\tp99\tstatuses\tlogins again")
+		for _, in := range r.Instances {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%d (%d failed)\n", in.URL, in.Requests, in.OK, in.Failed,
+				fmtMS(in.LatencyMS.P50), fmtMS(in.LatencyMS.P99), fmtStatuses(in.Statuses), in.Relogins.Requests, in.Relogins.Failed)
+		}
+	}
 	writeErrors(tw, "errors", r.Errors)
 	writeErrors(tw, "login errors", r.Relogins.Errors)
+	writeInstanceErrors(tw, "errors", r.URLs, func(i int) []errorCount { return r.Instances[i].Errors })
+	writeInstanceErrors(tw, "login errors", r.URLs, func(i int) []errorCount { return r.Instances[i].Relogins.Errors })
 	return tw.Flush()
 }

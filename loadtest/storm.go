@@ -17,6 +17,11 @@ A server without the race answers every one 200 with the same successor, which
 the next round refreshes; otherwise the next round logs in again. Exit status 1
 when any refresh failed or a round returned more than one successor.
 
+With several --url, the user registers at the first and logs in at each other
+one (an instance that does not know the user does not share the database:
+exit status 2), and the -n refreshes of each round go round-robin over the
+instances; the summary shows each instance's requests and statuses.
+
 flags:
 `
 
@@ -44,13 +49,15 @@ func (cfg *stormConfig) check() error {
 
 // stormReport is the summary of a storm.
 type stormReport struct {
-	Mode          string        `json:"mode"` // "storm"
-	URL           string        `json:"url"`
-	Concurrency   int           `json:"concurrency"`
-	RoundsPlanned int           `json:"roundsPlanned"`
-	Rounds        []roundReport `json:"rounds"`
-	Total         stormTotal    `json:"total"`
-	Interrupted   bool          `json:"interrupted"`
+	Mode          string           `json:"mode"`          // "storm"
+	URL           string           `json:"url,omitempty"` // the target, when there is one
+	URLs          []string         `json:"urls"`          // the targets, in --url order
+	Concurrency   int              `json:"concurrency"`
+	RoundsPlanned int              `json:"roundsPlanned"`
+	Rounds        []roundReport    `json:"rounds"`
+	Total         stormTotal       `json:"total"`
+	Instances     []instanceReport `json:"instances"` // the refreshes of each target, over all rounds
+	Interrupted   bool             `json:"interrupted"`
 }
 
 // roundReport is the summary of one round.
@@ -94,23 +101,20 @@ func storm(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 
-	c := newClient(cfg.url, cfg.n, cfg.timeout)
-	defer c.close()
+	ts := newTargets(cfg.urls.urls, (cfg.n+len(cfg.urls.urls)-1)/len(cfg.urls.urls), cfg.timeout)
+	defer ts.close()
 	acct := account{email: cfg.email, password: cfg.password}
-	var token string
-	var err error
-	if acct.email == "" {
+	register := acct.email == ""
+	if register {
 		acct = newAccounts(1)[0]
-		token, err = c.register(ctx, acct)
-	} else {
-		token, err = c.session(ctx, acct)
 	}
+	token, err := ts.signIn(ctx, acct, register)
 	if err != nil {
-		return setupFailed(stderr, err)
+		return setupFailed(ctx, stderr, err)
 	}
 
 	prog := startProgress(stderr, int64(cfg.n*cfg.rounds), 0, false)
-	rep, err := runStorm(ctx, c, cfg, acct, token, prog)
+	rep, err := runStorm(ctx, ts, cfg, acct, token, prog)
 	prog.finish()
 	if err != nil {
 		fmt.Fprintln(stderr, "loadtest:", err)
@@ -120,15 +124,19 @@ func storm(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // runStorm runs the rounds of a storm, starting with token of acct. It
 // returns the summary of the rounds done, and an error when a login that a
-// round needed failed.
-func runStorm(ctx context.Context, c *client, cfg stormConfig, acct account, token string, prog *progress) (stormReport, error) {
-	rep := stormReport{Mode: "storm", URL: cfg.url, Concurrency: cfg.n, RoundsPlanned: cfg.rounds, Rounds: []roundReport{}}
-	total := newTally()
+// round needed failed. The refreshes go round-robin over ts, and so do the
+// logins of the rounds that need one.
+func runStorm(ctx context.Context, ts targets, cfg stormConfig, acct account, token string, prog *progress) (stormReport, error) {
+	rep := stormReport{Mode: "storm", URLs: ts.urls(), Concurrency: cfg.n, RoundsPlanned: cfg.rounds, Rounds: []roundReport{}}
+	if len(ts) == 1 {
+		rep.URL = ts[0].base
+	}
+	total, perTarget := newTally(), newTallies(len(ts))
 	fresh := true
 	var err error
 	for r := 1; r <= cfg.rounds && ctx.Err() == nil; r++ {
 		if token == "" {
-			if token, err = c.session(ctx, acct); err != nil {
+			if token, err = ts.at(r).session(ctx, acct); err != nil {
 				if ctx.Err() != nil {
 					err = nil
 				} else {
@@ -138,12 +146,15 @@ func runStorm(ctx context.Context, c *client, cfg stormConfig, acct account, tok
 			}
 			fresh = true
 		}
-		c.warm(ctx, cfg.n)
-		t, successors, elapsed := stormRound(ctx, c, cfg.n, token, prog)
+		ts.warm(ctx, cfg.n)
+		t, per, successors, elapsed := stormRound(ctx, ts, (r-1)*cfg.n, cfg.n, token, prog)
 		if t.requests == 0 {
 			break // interrupted before any answer
 		}
 		total.merge(t)
+		for i, pt := range per {
+			perTarget[i].merge(pt)
+		}
 		rr := roundReport{Round: r, tallyReport: t.report(), Successors: len(successors), DurationMS: ms(elapsed), FreshLogin: fresh}
 		rep.Rounds = append(rep.Rounds, rr)
 		rep.Total.Successors += rr.Successors
@@ -163,15 +174,17 @@ func runStorm(ctx context.Context, c *client, cfg stormConfig, acct account, tok
 		}
 	}
 	rep.Total.tallyReport = total.report()
+	rep.Instances = ts.instanceReports(perTarget)
 	rep.Interrupted = ctx.Err() != nil
 	return rep, err
 }
 
-// stormRound fires n refreshes of token at once: n goroutines wait on one
-// channel, and closing it releases them together. It returns their tally
-// (without the requests the end of ctx cut short), the distinct successors
-// returned, and the time from the release to the last answer.
-func stormRound(ctx context.Context, c *client, n int, token string, prog *progress) (*tally, map[string]bool, time.Duration) {
+// stormRound fires n refreshes of token at once, request i of the round at
+// ts.at(first+i): n goroutines wait on one channel, and closing it releases
+// them together. It returns their tally (without the requests the end of ctx
+// cut short), the tally of each target, the distinct successors returned, and
+// the time from the release to the last answer.
+func stormRound(ctx context.Context, ts targets, first, n int, token string, prog *progress) (*tally, []*tally, map[string]bool, time.Duration) {
 	outcomes := make([]outcome, n)
 	start := make(chan struct{})
 	var ready, done sync.WaitGroup
@@ -180,7 +193,7 @@ func stormRound(ctx context.Context, c *client, n int, token string, prog *progr
 		done.Go(func() {
 			ready.Done()
 			<-start
-			o := c.refresh(ctx, token)
+			o := ts.at(first+i).refresh(ctx, token)
 			if !o.canceled {
 				prog.add(o.ok())
 			}
@@ -193,16 +206,17 @@ func stormRound(ctx context.Context, c *client, n int, token string, prog *progr
 	done.Wait()
 	elapsed := time.Since(released)
 
-	t := newTally()
+	t, per := newTally(), newTallies(len(ts))
 	successors := map[string]bool{}
-	for _, o := range outcomes {
+	for i, o := range outcomes {
 		if o.canceled {
 			continue
 		}
 		t.add(o)
+		per[(first+i)%len(ts)].add(o)
 		if o.ok() {
 			successors[o.token] = true
 		}
 	}
-	return t, successors, elapsed
+	return t, per, successors, elapsed
 }

@@ -3,14 +3,18 @@ package tests
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tokenrelay/authsvc/loadtest"
 )
@@ -56,7 +60,9 @@ type loadtestTallyJSON struct {
 }
 
 type stormJSON struct {
-	Concurrency int `json:"concurrency"`
+	URL         string   `json:"url"`
+	URLs        []string `json:"urls"`
+	Concurrency int      `json:"concurrency"`
 	Rounds      []struct {
 		Round int `json:"round"`
 		loadtestTallyJSON
@@ -69,10 +75,16 @@ type stormJSON struct {
 		Successors             int `json:"successors"`
 		RoundsWithOneSuccessor int `json:"roundsWithOneSuccessor"`
 	} `json:"total"`
+	Instances []struct {
+		URL string `json:"url"`
+		loadtestTallyJSON
+	} `json:"instances"`
 	Interrupted bool `json:"interrupted"`
 }
 
 type chainJSON struct {
+	URL  string   `json:"url"`
+	URLs []string `json:"urls"`
 	loadtestTallyJSON
 	PlannedCount       int     `json:"plannedCount"`
 	ElapsedMS          float64 `json:"elapsedMs"`
@@ -84,7 +96,15 @@ type chainJSON struct {
 		P99     float64 `json:"p99"`
 		Max     float64 `json:"max"`
 	} `json:"latencyMs"`
-	Relogins loadtestTallyJSON `json:"relogins"`
+	Relogins  loadtestTallyJSON `json:"relogins"`
+	Instances []struct {
+		URL string `json:"url"`
+		loadtestTallyJSON
+		LatencyMS struct {
+			Samples int `json:"samples"`
+		} `json:"latencyMs"`
+		Relogins loadtestTallyJSON `json:"relogins"`
+	} `json:"instances"`
 }
 
 // TestLoadtestStorm: 3 rounds of 100 concurrent refreshes of one token
@@ -124,10 +144,17 @@ func TestLoadtestStorm(t *testing.T) {
 	if got.Interrupted {
 		t.Error("interrupted = true")
 	}
+	if got.URL != a.URL || len(got.URLs) != 1 || got.URLs[0] != a.URL {
+		t.Errorf("url %q, urls %q; want %q for both", got.URL, got.URLs, a.URL)
+	}
+	if len(got.Instances) != 1 || got.Instances[0].URL != a.URL || got.Instances[0].Requests != 300 || got.Instances[0].Statuses["200"] != 300 {
+		t.Errorf("instances = %+v, want the one target with the 300 requests", got.Instances)
+	}
 
-	// Without --json: the same figures as a table.
+	// Without --json: the same figures as a table, without a table of instances.
 	r = runLoadtest(t, "storm", "--url", a.URL, "-n", "10", "--rounds", "2")
-	if r.code != 0 || !strings.Contains(r.stdout, "2/2 rounds with one successor") || !strings.Contains(r.stdout, "200×20") {
+	if r.code != 0 || !strings.Contains(r.stdout, "2/2 rounds with one successor") || !strings.Contains(r.stdout, "200×20") ||
+		!strings.Contains(r.stdout, "against "+a.URL+"\n") || strings.Contains(r.stdout, "instance") {
 		t.Errorf("table run: exit %d, stdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 }
@@ -271,8 +298,8 @@ func TestLoadtestUnusableTarget(t *testing.T) {
 		want string // the whole of stderr
 	}{
 		{"unreachable", closed, "loadtest: cannot reach " + closed + ": connection refused\n"},
-		{"404 everywhere", notFound.URL, `loadtest: POST ` + notFound.URL + `/auth/register answered 404 "404 page not found": the server does not look like it speaks API.md` + "\n"},
-		{"not JSON", html.URL, `loadtest: POST ` + html.URL + `/auth/register answered 200 "<html><body>It works!</body></html>": the server does not look like it speaks API.md` + "\n"},
+		{"404 everywhere", notFound.URL, `loadtest: POST ` + notFound.URL + `/auth/register answered 404 "404 page not found": the server does not speak the authsvc HTTP contract (see Endpoints in README.md)` + "\n"},
+		{"not JSON", html.URL, `loadtest: POST ` + html.URL + `/auth/register answered 200 "<html><body>It works!</body></html>": the server does not speak the authsvc HTTP contract (see Endpoints in README.md)` + "\n"},
 	}
 	for _, tt := range tests {
 		for _, mode := range [][]string{{"storm", "-n", "5", "--rounds", "1"}, {"chain", "--count", "5", "-c", "2", "--users", "1"}} {
@@ -288,6 +315,276 @@ func TestLoadtestUnusableTarget(t *testing.T) {
 					t.Errorf("stdout = %q, want nothing", r.stdout)
 				}
 			})
+		}
+	}
+}
+
+// instances starts n service instances over one database (databaseURL, or a
+// fresh SQLite file when ""), each with a lock of its own as separate
+// processes would have, and returns them and their URLs.
+func instances(t *testing.T, databaseURL string, n int) ([]*app, []string) {
+	t.Helper()
+	cfg := defaultConfig()
+	cfg.databaseURL = databaseURL
+	apps := []*app{newApp(t, cfg)}
+	for len(apps) < n {
+		apps = append(apps, secondInstance(t, apps[0], defaultConfig()))
+	}
+	urls := make([]string, n)
+	for i, a := range apps {
+		urls[i] = a.URL
+	}
+	return apps, urls
+}
+
+// urlArgs returns "--url u" for each of urls.
+func urlArgs(urls ...string) []string {
+	var args []string
+	for _, u := range urls {
+		args = append(args, "--url", u)
+	}
+	return args
+}
+
+// answered counts the requests the app answered on route with status, by its
+// http_request_duration_seconds histogram: the server's side of the count.
+func (a *app) answered(t testing.TB, method, route string, status int) uint64 {
+	t.Helper()
+	mfs, err := a.Registry.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	want := map[string]string{"method": method, "route": route, "status": strconv.Itoa(status)}
+	for _, mf := range mfs {
+		if mf.GetName() != "http_request_duration_seconds" {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if want[lp.GetName()] != lp.GetValue() {
+					continue next
+				}
+			}
+			return m.GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
+}
+
+// TestLoadtestStormInstances: a storm against three instances over one
+// database spreads each round's 90 refreshes of one token over them, 30 each;
+// every answer is a 200 with one successor per round, the report counts 90
+// requests at each instance, and each instance answered exactly those.
+func TestLoadtestStormInstances(t *testing.T) {
+	databases(t, func(t *testing.T, databaseURL string) {
+		apps, urls := instances(t, databaseURL, 3)
+		r := runLoadtest(t, append([]string{"storm", "-n", "90", "--rounds", "3", "--json"}, urlArgs(urls...)...)...)
+		if r.code != 0 {
+			t.Errorf("exit status = %d, want 0; stderr:\n%s", r.code, r.stderr)
+		}
+		var got stormJSON
+		r.decode(t, &got)
+		if got.Total.Requests != 270 || got.Total.OK != 270 || got.Total.Statuses["200"] != 270 || len(got.Total.Statuses) != 1 {
+			t.Errorf("total = %+v, want 270 requests, all 200", got.Total.loadtestTallyJSON)
+		}
+		if len(got.Rounds) != 3 || got.Total.RoundsWithOneSuccessor != 3 {
+			t.Errorf("%d rounds, %d with one successor; want 3, 3: %+v", len(got.Rounds), got.Total.RoundsWithOneSuccessor, got.Rounds)
+		}
+		if got.URL != "" || !slices.Equal(got.URLs, urls) {
+			t.Errorf("url %q, urls %q; want no url and urls %q", got.URL, got.URLs, urls)
+		}
+		if len(got.Instances) != len(apps) {
+			t.Fatalf("%d instances in the report, want %d: %+v", len(got.Instances), len(apps), got.Instances)
+		}
+		var rotations float64
+		for i, a := range apps {
+			in := got.Instances[i]
+			if in.URL != a.URL || in.Requests != 90 || in.OK != 90 || in.Statuses["200"] != 90 || len(in.Errors) != 0 {
+				t.Errorf("instance %d = %+v, want %s with 90 requests, all 200", i, in, a.URL)
+			}
+			if n := a.answered(t, "POST", "/auth/refresh", 200); n != 90 {
+				t.Errorf("instance %d answered %d refreshes with 200, want 90", i, n)
+			}
+			rotations += a.counter(t, "auth_refresh_total", "result", "rotated")
+		}
+		if rotations != 3 {
+			t.Errorf("the instances rotated %v times in all, want 3 (once per round)", rotations)
+		}
+
+		// The table names each instance with its share.
+		r = runLoadtest(t, append([]string{"storm", "-n", "12", "--rounds", "1"}, urlArgs(urls...)...)...)
+		if r.code != 0 || !strings.Contains(r.stdout, "against 3 instances") {
+			t.Errorf("table run: exit %d, stdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+		}
+		rows := map[string]bool{}
+		for line := range strings.Lines(r.stdout) {
+			rows[strings.Join(strings.Fields(line), " ")] = true
+		}
+		for _, u := range urls {
+			if row := u + " 4 4 0 200×4"; !rows[row] {
+				t.Errorf("the table has no row %q:\n%s", row, r.stdout)
+			}
+		}
+	})
+}
+
+// TestLoadtestChainInstances: a chain against three instances over one
+// database has each client send its successive refreshes to the next
+// instance, so each token is refreshed at another instance than the one that
+// minted it; all 300 refreshes get 200, every instance gets its share, and
+// the report's count for each instance is what that instance answered and
+// rotated.
+func TestLoadtestChainInstances(t *testing.T) {
+	databases(t, func(t *testing.T, databaseURL string) {
+		const clients, count = 6, 300
+		apps, urls := instances(t, databaseURL, 3)
+		r := runLoadtest(t, append([]string{"chain", "--users", "3", "-c", strconv.Itoa(clients), "--count", strconv.Itoa(count), "--json"}, urlArgs(urls...)...)...)
+		if r.code != 0 {
+			t.Errorf("exit status = %d, want 0; stderr:\n%s", r.code, r.stderr)
+		}
+		var got chainJSON
+		r.decode(t, &got)
+		if got.Requests != count || got.OK != count || got.Statuses["200"] != count || len(got.Statuses) != 1 || got.Relogins.Requests != 0 {
+			t.Errorf("refreshes = %+v, relogins %+v; want exactly %d, all 200, no relogins", got.loadtestTallyJSON, got.Relogins, count)
+		}
+		if got.URL != "" || !slices.Equal(got.URLs, urls) {
+			t.Errorf("url %q, urls %q; want no url and urls %q", got.URL, got.URLs, urls)
+		}
+		if len(got.Instances) != len(apps) {
+			t.Fatalf("%d instances in the report, want %d: %+v", len(got.Instances), len(apps), got.Instances)
+		}
+		// Each client's refreshes rotate over the 3 instances, so each
+		// instance gets at least a third of each client's refreshes,
+		// rounded down: in all, at least (count - 2·clients) / 3.
+		least := (count - 2*clients) / 3
+		sum := 0
+		for i, a := range apps {
+			in := got.Instances[i]
+			sum += in.Requests
+			if in.URL != a.URL || in.Requests < least || in.OK != in.Requests || in.Statuses["200"] != in.Requests || in.LatencyMS.Samples != in.Requests {
+				t.Errorf("instance %d = %+v, want %s with at least %d refreshes, all 200", i, in, a.URL, least)
+			}
+			if n := a.answered(t, "POST", "/auth/refresh", 200); n != uint64(in.OK) {
+				t.Errorf("instance %d answered %d refreshes with 200, the report says %d", i, n, in.OK)
+			}
+			if rot := a.counter(t, "auth_refresh_total", "result", "rotated"); rot != float64(in.OK) {
+				t.Errorf("instance %d rotated %v times, want %d (once per refresh)", i, rot, in.OK)
+			}
+		}
+		if sum != count {
+			t.Errorf("the instances' refreshes add up to %d, want %d", sum, count)
+		}
+	})
+}
+
+// silentListener accepts TCP connections and never answers on them, until
+// the test ends. It returns its URL.
+func silentListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return // closed at the end of the test
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// TestLoadtestSilentTarget: a target that accepts connections and never
+// answers stops the run within --timeout with one line that says so, and exit
+// status 2, not an "interrupted" exit 1; alone or behind a good instance.
+func TestLoadtestSilentTarget(t *testing.T) {
+	const timeout = 500 * time.Millisecond
+	silent := silentListener(t)
+	good := newApp(t, defaultConfig())
+	want := "loadtest: " + silent + " accepted a connection but gave no answer within 500ms (--timeout): it does not speak the authsvc HTTP contract\n"
+	for _, urls := range [][]string{{silent}, {good.URL, silent}} {
+		for _, mode := range [][]string{{"storm", "-n", "5", "--rounds", "1"}, {"chain", "--count", "5", "-c", "2", "--users", "1"}} {
+			t.Run(fmt.Sprintf("%s/%d urls", mode[0], len(urls)), func(t *testing.T) {
+				start := time.Now()
+				r := runLoadtest(t, append(append(mode, "--timeout", timeout.String(), "--json"), urlArgs(urls...)...)...)
+				elapsed := time.Since(start)
+				if r.code != 2 {
+					t.Errorf("exit status = %d, want 2", r.code)
+				}
+				if r.stderr != want {
+					t.Errorf("stderr = %q\nwant     %q", r.stderr, want)
+				}
+				if r.stdout != "" {
+					t.Errorf("stdout = %q, want nothing", r.stdout)
+				}
+				// The bound is the point: the check waits --timeout, not
+				// forever. Generous for -race on a busy machine.
+				if elapsed > timeout+3*time.Second {
+					t.Errorf("the run took %s with --timeout %s", elapsed, timeout)
+				}
+			})
+		}
+	}
+}
+
+// TestLoadtestOneBadURL: among good instances, one URL that cannot be used,
+// whatever the reason, stops the run before it begins with one line naming
+// that URL, and exit status 2.
+func TestLoadtestOneBadURL(t *testing.T) {
+	apps, urls := instances(t, "", 2)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	notFound := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(notFound.Close)
+	otherDB := newApp(t, defaultConfig()) // a service of its own database: the users of apps are unknown there
+
+	tests := []struct {
+		name, url, want string
+	}{
+		{"unreachable", closed, "loadtest: cannot reach " + closed + ": connection refused\n"},
+		{"404 everywhere", notFound.URL, `loadtest: POST ` + notFound.URL + `/auth/login answered 404 "404 page not found": the server does not speak the authsvc HTTP contract (see Endpoints in README.md)` + "\n"},
+		{"another database", otherDB.URL, "loadtest: POST " + otherDB.URL + "/auth/login answered 401: Invalid credentials: it does not know the user just signed in at " +
+			apps[0].URL + "; the instances must share one database\n"},
+	}
+	for _, tt := range tests {
+		for _, mode := range [][]string{{"storm", "-n", "5", "--rounds", "1"}, {"chain", "--count", "5", "-c", "2", "--users", "1"}} {
+			t.Run(tt.name+"/"+mode[0], func(t *testing.T) {
+				r := runLoadtest(t, append(append(mode, "--json"), urlArgs(urls[0], tt.url, urls[1])...)...)
+				if r.code != 2 {
+					t.Errorf("exit status = %d, want 2", r.code)
+				}
+				if r.stderr != tt.want {
+					t.Errorf("stderr = %q\nwant     %q", r.stderr, tt.want)
+				}
+				if r.stdout != "" {
+					t.Errorf("stdout = %q, want nothing", r.stdout)
+				}
+			})
+		}
+	}
+	for i, a := range apps {
+		if n := a.answered(t, "POST", "/auth/refresh", 200); n != 0 {
+			t.Errorf("instance %d answered %d refreshes; want none, the runs stopped before they began", i, n)
 		}
 	}
 }
