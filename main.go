@@ -93,14 +93,15 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 	}
 	defer lock.close()
 	svc, err := auth.NewService(db, lock.locks, auth.Config{
-		Secret:      cfg.JWTSecret,
-		AccessTTL:   cfg.AccessTTL,
-		RefreshTTL:  cfg.RefreshTTL,
-		ReuseWindow: cfg.ReuseWindow,
-		WorkTimeout: cfg.LockTimeout + 10*time.Second,
-		Now:         clock.Now,
-		Logger:      log,
-		Metrics:     auth.NewMetrics(registry),
+		Secret:         cfg.JWTSecret,
+		AccessTTL:      cfg.AccessTTL,
+		RefreshTTL:     cfg.RefreshTTL,
+		ReuseWindow:    cfg.ReuseWindow,
+		PreviousSecret: cfg.JWTSecretPrevious,
+		WorkTimeout:    cfg.LockTimeout + 10*time.Second,
+		Now:            clock.Now,
+		Logger:         log,
+		Metrics:        auth.NewMetrics(registry),
 	})
 	if err != nil {
 		return err

@@ -141,7 +141,7 @@ func TestRunWithRedis(t *testing.T) {
 	if redisURL == "" {
 		t.Skip("TEST_REDIS_URL is not set")
 	}
-	url, logs, stop := startRun(t, map[string]string{"REDIS_URL": redisURL, "JWT_SECRET": "s"})
+	url, logs, stop := startRun(t, map[string]string{"REDIS_URL": redisURL, "JWT_SECRET": strings.Repeat("s", 32)})
 	reg := post(t, url+"/auth/register", map[string]string{"email": "redis@example.com", "password": "password123"})
 	post(t, url+"/auth/refresh", map[string]string{"refreshToken": reg["refreshToken"].(string)})
 	res, err := http.Get(url + "/health")

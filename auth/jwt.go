@@ -74,7 +74,7 @@ func (d *strictDate) UnmarshalJSON(b []byte) error {
 // string sub. Any failure is ErrUnauthorized.
 func (s *Service) verifyAccess(token string) (presentedClaims, error) {
 	var claims presentedClaims
-	_, err := s.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return s.secret, nil })
+	_, err := s.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return s.verifyKeys, nil })
 	if err != nil {
 		return presentedClaims{}, errors.Join(ErrUnauthorized, err)
 	}

@@ -133,6 +133,13 @@ func (s *Service) settle(ctx context.Context, presented string, st models.TokenS
 func (s *Service) rotate(ctx context.Context, presented string, hash []byte, st models.TokenState) (Tokens, error) {
 	now := s.now().UTC()
 	successor, successorHash := newRefreshToken()
+	// Signed before the compare-and-swap commits, so that the access token
+	// handed out predates any logout: a logout that commits first makes the
+	// swap fail, and one that commits after it revokes the successor.
+	out, err := s.pair(st.UserID, st.Email, successor, now)
+	if err != nil {
+		return Tokens{}, err
+	}
 	next := &models.RefreshToken{
 		TokenHash: successorHash,
 		UserID:    st.UserID,
@@ -141,7 +148,7 @@ func (s *Service) rotate(ctx context.Context, presented string, hash []byte, st 
 		ExpiresAt: now.Add(s.refreshTTL),
 		CreatedAt: now,
 	}
-	err := s.store.Rotate(ctx, st.ID, now, sealSuccessor(presented, successor), next)
+	err = s.store.Rotate(ctx, st.ID, now, sealSuccessor(s.sealKeys[0], presented, successor), next)
 	if errors.Is(err, models.ErrConflict) {
 		st, err := s.store.TokenByHash(ctx, hash)
 		if out, done, err := s.settle(ctx, presented, st, err); done {
@@ -155,17 +162,33 @@ func (s *Service) rotate(ctx context.Context, presented string, hash []byte, st 
 		return Tokens{}, err
 	}
 	s.metrics.result("rotated")
-	return s.pair(st.UserID, st.Email, successor, now)
+	return out, nil
 }
 
 // replay answers a token that was already rotated: its successor again within
 // the reuse window while the successor is unused, otherwise reuse detection.
 func (s *Service) replay(ctx context.Context, presented string, st models.TokenState, now time.Time) (Tokens, error) {
 	if now.Sub(*st.RotatedAt) < s.reuseWindow && st.SuccessorActive(now) {
-		successor, err := openSuccessor(presented, st.SuccessorSealed, st.SuccessorHash)
+		successor, err := openSuccessor(s.sealKeys, presented, st.SuccessorSealed, st.SuccessorHash)
 		if err == nil {
+			out, err := s.pair(st.UserID, st.Email, successor, now)
+			if err != nil {
+				return Tokens{}, err
+			}
+			// A logout may have committed since st was read. Checked after
+			// the access token is signed, so that a pair handed out was
+			// minted before any logout of its family.
+			h := hashToken(presented)
+			again, err := s.store.TokenByHash(ctx, h[:])
+			if err != nil && !errors.Is(err, models.ErrNotFound) {
+				return Tokens{}, err
+			}
+			if err != nil || again.RevokedAt != nil || again.SuccessorRevokedAt != nil {
+				s.metrics.result("revoked")
+				return Tokens{}, ErrInvalidToken
+			}
 			s.metrics.result("replayed")
-			return s.pair(st.UserID, st.Email, successor, now)
+			return out, nil
 		}
 		// Only a damaged row gets here; treat it as reuse, the safe side.
 		s.log.ErrorContext(ctx, "sealed successor does not open", "token_id", st.ID, "family_id", st.FamilyID)

@@ -51,10 +51,14 @@ type Locker interface {
 
 // Config holds the service's settings. Zero TTLs and WorkTimeout take the documented defaults.
 type Config struct {
-	Secret      []byte        // HS256 key of access tokens; required
-	AccessTTL   time.Duration // access-token lifetime (15m)
-	RefreshTTL  time.Duration // refresh-token lifetime (7d)
-	ReuseWindow time.Duration // how long a rotated token still returns its successor (0: not at all)
+	Secret []byte // HS256 key of access tokens; required
+	// PreviousSecret, when set, still verifies access tokens and opens
+	// sealed successors made under it, and signs nothing: an operator
+	// rotates the secret without logging everyone out.
+	PreviousSecret []byte
+	AccessTTL      time.Duration // access-token lifetime (15m)
+	RefreshTTL     time.Duration // refresh-token lifetime (7d)
+	ReuseWindow    time.Duration // how long a rotated token still returns its successor (0: not at all)
 	// WorkTimeout bounds one shared refresh, lock wait included; it runs
 	// detached from the requests that wait for it (30s).
 	WorkTimeout time.Duration
@@ -72,6 +76,8 @@ type Service struct {
 	parser *jwt.Parser
 
 	secret      []byte
+	verifyKeys  jwt.VerificationKeySet // secret, then PreviousSecret
+	sealKeys    [][]byte               // the seal secrets of the same, in the same order
 	accessTTL   time.Duration
 	refreshTTL  time.Duration
 	reuseWindow time.Duration
@@ -112,6 +118,12 @@ func NewService(store Store, locks Locker, cfg Config) (*Service, error) {
 	}
 	s.log = s.log.With("component", "auth")
 	s.parser = newParser(s.now)
+	for _, secret := range [][]byte{cfg.Secret, cfg.PreviousSecret} {
+		if len(secret) > 0 {
+			s.verifyKeys.Keys = append(s.verifyKeys.Keys, secret)
+			s.sealKeys = append(s.sealKeys, sealSecret(secret))
+		}
+	}
 	var err error
 	if s.dummyHash, err = bcrypt.GenerateFromPassword([]byte("not the password of anyone"), s.bcryptCost); err != nil {
 		return nil, fmt.Errorf("auth: bcrypt cost %d: %w", s.bcryptCost, err)

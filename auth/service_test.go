@@ -371,3 +371,95 @@ func TestRefreshWithoutTheLock(t *testing.T) {
 		})
 	}
 }
+
+// Rotating the signing secret logs nobody out: tokens signed under
+// PreviousSecret still verify, new ones are signed under Secret alone, and
+// any other secret is refused.
+func TestPreviousSecret(t *testing.T) {
+	db := newDB(t)
+	cost := bcrypt.MinCost
+	service := func(secret, previous string) *auth.Service {
+		s, err := auth.NewService(db, mutex.NewMemory(time.Second), auth.Config{Secret: []byte(secret), PreviousSecret: []byte(previous), BcryptCost: cost, ReuseWindow: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	old := service("the old secret, at least 32 bytes", "")
+	rotated := service("the new secret, at least 32 bytes", "the old secret, at least 32 bytes")
+	stranger := service("somebody else's secret, 32 bytes", "")
+
+	sess, err := old.Register(t.Context(), "rotate@example.com", "password123", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rotated.Authenticate(t.Context(), sess.AccessToken); err != nil {
+		t.Errorf("a token signed under the previous secret = %v, want accepted", err)
+	}
+	// A refresh sealed before the rotation still replays after it.
+	next, err := old.Refresh(t.Context(), sess.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := rotated.Refresh(t.Context(), sess.RefreshToken); err != nil || got.RefreshToken != next.RefreshToken {
+		t.Errorf("replay across the secret rotation = %q, %v; want %q", got.RefreshToken, err, next.RefreshToken)
+	}
+	fresh, err := rotated.Login(t.Context(), "rotate@example.com", "password123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Authenticate(t.Context(), fresh.AccessToken); !errors.Is(err, auth.ErrUnauthorized) {
+		t.Errorf("a new token under the old secret = %v, want ErrUnauthorized: new tokens are signed with the new secret", err)
+	}
+	if _, err := stranger.Authenticate(t.Context(), sess.AccessToken); !errors.Is(err, auth.ErrUnauthorized) {
+		t.Errorf("another secret = %v, want ErrUnauthorized", err)
+	}
+}
+
+// logoutStore runs a logout of the token's family at the worst moment: right
+// after the refresh read the token, before it acts on what it read.
+type logoutStore struct {
+	*models.DB
+	svc    *auth.Service
+	logout string // the token whose family to log out; empty once done
+}
+
+func (l *logoutStore) TokenByHash(ctx context.Context, hash []byte) (models.TokenState, error) {
+	st, err := l.DB.TokenByHash(ctx, hash)
+	if l.logout != "" {
+		tok := l.logout
+		l.logout = ""
+		if err := l.svc.Logout(ctx, tok); err != nil {
+			return st, err
+		}
+	}
+	return st, err
+}
+
+// A refresh that read the family just before a concurrent logout committed
+// hands out no pair: neither a replay within the window nor a rotation.
+func TestRefreshRacingLogout(t *testing.T) {
+	for _, replay := range []bool{false, true} {
+		t.Run(map[bool]string{false: "rotation", true: "replay"}[replay], func(t *testing.T) {
+			db := newDB(t)
+			plain := newService(t, db, mutex.NewMemory(time.Second))
+			store := &logoutStore{DB: db, svc: plain}
+			svc := newService(t, store, mutex.NewMemory(time.Second))
+			sess, err := plain.Register(t.Context(), "race@example.com", "password123", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			presented := sess.RefreshToken
+			if replay {
+				if _, err := plain.Refresh(t.Context(), presented); err != nil {
+					t.Fatal(err)
+				}
+			}
+			store.logout = presented
+			got, err := svc.Refresh(t.Context(), presented)
+			if !errors.Is(err, auth.ErrInvalidToken) {
+				t.Fatalf("Refresh racing a logout = %+v, %v; want ErrInvalidToken", got, err)
+			}
+		})
+	}
+}

@@ -27,9 +27,11 @@ func TestNewRefreshToken(t *testing.T) {
 func TestSealSuccessor(t *testing.T) {
 	presented, _ := newRefreshToken()
 	successor, successorHash := newRefreshToken()
-	sealed := sealSuccessor(presented, successor)
+	secret := sealSecret([]byte("server secret of at least 32 bytes"))
+	keys := [][]byte{secret}
+	sealed := sealSuccessor(secret, presented, successor)
 
-	got, err := openSuccessor(presented, sealed, successorHash)
+	got, err := openSuccessor(keys, presented, sealed, successorHash)
 	if err != nil || got != successor {
 		t.Fatalf("openSuccessor = %q, %v; want the successor", got, err)
 	}
@@ -38,22 +40,31 @@ func TestSealSuccessor(t *testing.T) {
 	}
 	// The stored lookup hash of the presented token must not open it.
 	lookup := hashToken(presented)
-	if _, err := openSuccessor(string(lookup[:]), sealed, successorHash); err == nil {
+	if _, err := openSuccessor(keys, string(lookup[:]), sealed, successorHash); err == nil {
 		t.Error("the lookup hash opened the sealed successor")
 	}
 	other, _ := newRefreshToken()
-	if _, err := openSuccessor(other, sealed, successorHash); err == nil {
+	if _, err := openSuccessor(keys, other, sealed, successorHash); err == nil {
 		t.Error("another token opened the sealed successor")
 	}
 	tampered := append([]byte(nil), sealed...)
 	tampered[len(tampered)-1] ^= 1
-	if _, err := openSuccessor(presented, tampered, successorHash); err == nil {
+	if _, err := openSuccessor(keys, presented, tampered, successorHash); err == nil {
 		t.Error("a tampered value opened")
 	}
-	if _, err := openSuccessor(presented, sealed, make([]byte, 32)); err == nil {
+	if _, err := openSuccessor(keys, presented, sealed, make([]byte, 32)); err == nil {
 		t.Error("opened against the wrong successor hash")
 	}
-	if _, err := openSuccessor(presented, sealed[:5], successorHash); err == nil {
+	if _, err := openSuccessor(keys, presented, sealed[:5], successorHash); err == nil {
 		t.Error("a truncated value opened")
+	}
+	// The database and an old token are not enough: the server's secret is part of the key.
+	if _, err := openSuccessor([][]byte{sealSecret([]byte("another server's secret, 32 bytes"))}, presented, sealed, successorHash); err == nil {
+		t.Error("opened without the server's secret")
+	}
+	// A previous secret still opens what it sealed, during a rotation of the secret.
+	next := sealSecret([]byte("the next server secret, 32 bytes.."))
+	if got, err := openSuccessor([][]byte{next, secret}, presented, sealed, successorHash); err != nil || got != successor {
+		t.Errorf("openSuccessor under the previous secret = %q, %v", got, err)
 	}
 }

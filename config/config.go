@@ -9,13 +9,17 @@ import (
 	"time"
 )
 
+// MinSecretBytes is the shortest JWT_SECRET accepted: HS256's key size.
+const MinSecretBytes = 32
+
 // Config is every setting the service reads from its environment.
 type Config struct {
 	Port               int
 	DatabaseURL        string // a file path or file: URI selects SQLite, postgres:// PostgreSQL
 	RedisURL           string // empty: in-process locks
 	JWTSecret          []byte
-	JWTSecretGenerated bool // JWT_SECRET was unset and JWTSecret is random
+	JWTSecretGenerated bool   // JWT_SECRET was unset and JWTSecret is random
+	JWTSecretPrevious  []byte // JWT_SECRET_PREVIOUS: still verifies access tokens, signs nothing
 	AccessTTL          time.Duration
 	RefreshTTL         time.Duration
 	ReuseWindow        time.Duration
@@ -28,9 +32,20 @@ type Config struct {
 // returns an error naming the variable for a value it cannot read.
 func Load(getenv func(string) string) (Config, error) {
 	c := Config{
-		DatabaseURL: getenv("DATABASE_URL"),
-		RedisURL:    getenv("REDIS_URL"),
-		JWTSecret:   []byte(getenv("JWT_SECRET")),
+		DatabaseURL:       getenv("DATABASE_URL"),
+		RedisURL:          getenv("REDIS_URL"),
+		JWTSecret:         []byte(getenv("JWT_SECRET")),
+		JWTSecretPrevious: []byte(getenv("JWT_SECRET_PREVIOUS")),
+	}
+	// HS256 with a short secret falls to an offline brute force from any
+	// one access token, after which anyone can sign tokens for every user.
+	for _, v := range []struct {
+		name   string
+		secret []byte
+	}{{"JWT_SECRET", c.JWTSecret}, {"JWT_SECRET_PREVIOUS", c.JWTSecretPrevious}} {
+		if n := len(v.secret); n > 0 && n < MinSecretBytes {
+			return Config{}, fmt.Errorf("%s: %d bytes is too short to sign tokens safely; use at least %d random bytes (e.g. openssl rand -hex 32)", v.name, n, MinSecretBytes)
+		}
 	}
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = "auth.db"

@@ -65,14 +65,14 @@ func TestLoadDefaults(t *testing.T) {
 
 func TestLoad(t *testing.T) {
 	c, err := Load(env(map[string]string{
-		"PORT": "8080", "DATABASE_URL": "postgres://x", "REDIS_URL": "redis://y", "JWT_SECRET": "s3cret",
+		"PORT": "8080", "DATABASE_URL": "postgres://x", "REDIS_URL": "redis://y", "JWT_SECRET": "s3cret-s3cret-s3cret-s3cret-s3cret",
 		"JWT_EXPIRES_IN": "900", "REFRESH_EXPIRES_IN": "30d", "REFRESH_REUSE_WINDOW": "0", "LOCK_TIMEOUT": "250ms",
 		"LOG_LEVEL": "warn", "LOG_FORMAT": "json",
 	}))
 	if err != nil {
 		t.Fatalf("Load() = %v", err)
 	}
-	if c.Port != 8080 || c.DatabaseURL != "postgres://x" || c.RedisURL != "redis://y" || string(c.JWTSecret) != "s3cret" ||
+	if c.Port != 8080 || c.DatabaseURL != "postgres://x" || c.RedisURL != "redis://y" || string(c.JWTSecret) != "s3cret-s3cret-s3cret-s3cret-s3cret" ||
 		c.JWTSecretGenerated || c.AccessTTL != 15*time.Minute || c.RefreshTTL != 30*24*time.Hour ||
 		c.ReuseWindow != 0 || c.LockTimeout != 250*time.Millisecond || c.LogLevel != slog.LevelWarn || !c.LogJSON {
 		t.Errorf("Load() = %+v", c)
@@ -85,10 +85,22 @@ func TestLoadRejects(t *testing.T) {
 		{"JWT_EXPIRES_IN", "soon"}, {"JWT_EXPIRES_IN", "0"}, {"REFRESH_EXPIRES_IN", "-1d"},
 		{"REFRESH_REUSE_WINDOW", "-5s"}, {"LOCK_TIMEOUT", "0"},
 		{"LOG_LEVEL", "loud"}, {"LOG_FORMAT", "xml"},
+		{"JWT_SECRET", "abc"}, {"JWT_SECRET", strings.Repeat("x", 31)}, {"JWT_SECRET_PREVIOUS", "old"},
 	} {
 		_, err := Load(env(map[string]string{tc.name: tc.value}))
 		if err == nil || !strings.Contains(err.Error(), tc.name) {
 			t.Errorf("Load(%s=%q) = %v, want an error naming %s", tc.name, tc.value, err, tc.name)
 		}
+	}
+}
+
+func TestLoadSecrets(t *testing.T) {
+	c, err := Load(env(map[string]string{"JWT_SECRET": strings.Repeat("n", 32), "JWT_SECRET_PREVIOUS": strings.Repeat("o", 40)}))
+	if err != nil || string(c.JWTSecretPrevious) != strings.Repeat("o", 40) || c.JWTSecretGenerated {
+		t.Errorf("Load(32-byte secret, previous secret) = %+v, %v", c, err)
+	}
+	_, err = Load(env(map[string]string{"JWT_SECRET": "abc"}))
+	if err == nil || !strings.Contains(err.Error(), "at least 32") {
+		t.Errorf("Load(JWT_SECRET=abc) = %v, want an error saying 32 bytes are needed", err)
 	}
 }

@@ -37,6 +37,15 @@ type tokensJSON struct {
 	RefreshToken string `json:"refreshToken"`
 }
 
+// writeSecret writes an answer that carries a token or a user: no cache on
+// the way may keep it (RFC 6749 section 5.1).
+func writeSecret(c echo.Context, status int, v any) error {
+	h := c.Response().Header()
+	h.Set(echo.HeaderCacheControl, "no-store")
+	h.Set("Pragma", "no-cache")
+	return writeJSON(c, status, v)
+}
+
 // input validates the request body against dto and returns it.
 func input(c echo.Context, dto []field) (map[string]any, error) {
 	body, _ := c.Get(bodyKey).(*object)
@@ -62,7 +71,7 @@ func (s *server) register(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(c, http.StatusCreated, sessionJSON{toUserJSON(sess.User), sess.AccessToken, sess.RefreshToken})
+	return writeSecret(c, http.StatusCreated, sessionJSON{toUserJSON(sess.User), sess.AccessToken, sess.RefreshToken})
 }
 
 func (s *server) login(c echo.Context) error {
@@ -74,7 +83,7 @@ func (s *server) login(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(c, http.StatusOK, sessionJSON{toUserJSON(sess.User), sess.AccessToken, sess.RefreshToken})
+	return writeSecret(c, http.StatusOK, sessionJSON{toUserJSON(sess.User), sess.AccessToken, sess.RefreshToken})
 }
 
 func (s *server) refresh(c echo.Context) error {
@@ -86,7 +95,7 @@ func (s *server) refresh(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(c, http.StatusOK, tokensJSON{tokens.AccessToken, tokens.RefreshToken})
+	return writeSecret(c, http.StatusOK, tokensJSON{tokens.AccessToken, tokens.RefreshToken})
 }
 
 func (s *server) logout(c echo.Context) error {
@@ -109,7 +118,7 @@ func (s *server) me(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(c, http.StatusOK, toUserJSON(u))
+	return writeSecret(c, http.StatusOK, toUserJSON(u))
 }
 
 // bearerToken reads the header as passport-jwt's fromAuthHeaderAsBearerToken

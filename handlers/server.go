@@ -167,7 +167,7 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			route = "unmatched"
 		}
 		elapsed := time.Since(start)
-		s.requests.WithLabelValues(c.Request().Method, route, strconv.Itoa(status)).Observe(elapsed.Seconds())
+		s.requests.WithLabelValues(methodLabel(c.Request().Method), route, strconv.Itoa(status)).Observe(elapsed.Seconds())
 		level := slog.LevelInfo
 		if status >= 500 {
 			level = slog.LevelError
@@ -177,6 +177,17 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			"route", route, "status", status, "duration_ms", float64(elapsed.Microseconds())/1000)
 		return nil
 	}
+}
+
+// methodLabel is the method as a metric label, from a fixed set: a client
+// may send any token as its method, and each distinct label is a new series.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
 }
 
 func saneRequestID(id string) bool {
