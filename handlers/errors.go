@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tokenrelay/authsvc/auth"
+	"github.com/tokenrelay/authsvc/models"
 	"github.com/tokenrelay/authsvc/mutex"
 )
 
@@ -67,8 +68,9 @@ type (
 	}
 )
 
-// lockRetryAfter is the Retry-After, in seconds, of a 503 for a busy lock.
-const lockRetryAfter = 1
+// retryAfter is the Retry-After, in seconds, of a 503: a busy lock, or a
+// lock service or database that did not answer.
+const retryAfter = 1
 
 // toHTTP maps an error to what the client sees. Domain errors have one
 // answer each; anything else is a 500 that tells nothing.
@@ -90,6 +92,8 @@ func toHTTP(err error) *httpError {
 		return newHTTPError(http.StatusServiceUnavailable, "Too many concurrent refreshes of this token, retry shortly")
 	case errors.Is(err, mutex.ErrUnavailable):
 		return newHTTPError(http.StatusServiceUnavailable, "Lock service unavailable, retry shortly")
+	case errors.Is(err, models.ErrUnavailable):
+		return newHTTPError(http.StatusServiceUnavailable, "Database unavailable, retry shortly")
 	case errors.As(err, &ee) && ee.Code == http.StatusRequestEntityTooLarge:
 		return errTooLarge
 	}
@@ -112,8 +116,9 @@ func (s *server) errorHandler(err error, c echo.Context) {
 		// The client left; nobody reads the answer.
 		s.log.DebugContext(ctx, "client went away", "request_id", requestID(c))
 	case he.status == http.StatusServiceUnavailable:
-		c.Response().Header().Set("Retry-After", strconv.Itoa(lockRetryAfter))
-		s.log.WarnContext(ctx, "lock not acquired", "request_id", requestID(c), "error", err.Error())
+		c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfter))
+		s.log.WarnContext(ctx, "service unavailable", "request_id", requestID(c),
+			"method", c.Request().Method, "path", c.Request().URL.Path, "error", err.Error())
 	case he.status >= 500:
 		s.log.ErrorContext(ctx, "request failed", "request_id", requestID(c),
 			"method", c.Request().Method, "path", c.Request().URL.Path, "error", err.Error())

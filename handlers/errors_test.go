@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tokenrelay/authsvc/auth"
+	"github.com/tokenrelay/authsvc/models"
 	"github.com/tokenrelay/authsvc/mutex"
 )
 
@@ -29,6 +31,7 @@ func TestToHTTP(t *testing.T) {
 		{"email taken", auth.ErrEmailTaken, 409, "Email already registered"},
 		{"lock timeout", fmt.Errorf("%w: %w", mutex.ErrLockTimeout, context.DeadlineExceeded), 503, "Too many concurrent refreshes of this token, retry shortly"},
 		{"lock service down", mutex.ErrUnavailable, 503, "Lock service unavailable, retry shortly"},
+		{"database down", fmt.Errorf("find user: %w after 12 attempts: %w", models.ErrUnavailable, io.ErrUnexpectedEOF), 503, "Database unavailable, retry shortly"},
 		{"anything else", errors.New("sqlite: disk I/O error at /var/lib/x"), 500, "Internal server error"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

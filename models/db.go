@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/driver/postgres"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
@@ -25,6 +26,7 @@ type DB struct {
 	read    *gorm.DB
 	dialect string
 	hot     hotPath // the refresh path's prepared statements
+	retry   retrier // retries of operations that met a transient failure
 }
 
 // sqlitePragmas are the settings of every SQLite connection: WAL lets readers
@@ -59,11 +61,12 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
 		NowFunc: func() time.Time { return time.Now().UTC() },
 	}
 
-	db := &DB{}
+	db := &DB{retry: newRetrier(log)}
 	var err error
 	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
 		db.dialect = "postgres"
-		if db.write, err = gorm.Open(postgres.Open(url), cfg); err != nil {
+		dialector := postgres.New(postgres.Config{DSN: url, OptionOpenDB: []stdlib.OptionOpenDB{stdlib.OptionShouldPing(db.retry.shouldPing)}})
+		if db.write, err = gorm.Open(dialector, cfg); err != nil {
 			return nil, fmt.Errorf("open postgres: %w", err)
 		}
 		db.read = db.write

@@ -95,10 +95,16 @@ func (db *DB) rebind(q string) string {
 func (db *DB) TokenByHash(ctx context.Context, hash []byte) (TokenState, error) {
 	var st TokenState
 	var rotated, revoked, sExpires, sRotated, sRevoked sql.NullTime
-	err := db.hot.tokenState.QueryRowContext(ctx, hash).Scan(
-		&st.ID, &st.UserID, &st.FamilyID, &st.ExpiresAt, &rotated, &st.SuccessorHash,
-		&st.SuccessorSealed, &revoked, &st.Email, &sExpires, &sRotated, &sRevoked)
-	if errors.Is(err, sql.ErrNoRows) {
+	err := db.retry.do(ctx, "find refresh token", func(ctx context.Context, _ bool) error {
+		err := db.hot.tokenState.QueryRowContext(ctx, hash).Scan(
+			&st.ID, &st.UserID, &st.FamilyID, &st.ExpiresAt, &rotated, &st.SuccessorHash,
+			&st.SuccessorSealed, &revoked, &st.Email, &sExpires, &sRotated, &sRevoked)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
 		return TokenState{}, ErrNotFound
 	}
 	if err != nil {
@@ -126,14 +132,20 @@ func timePtr(t sql.NullTime) *time.Time {
 // committed together in the next one (group commit): each is still
 // all-or-nothing, and the fsync that bounds SQLite's write rate is paid once
 // per group instead of once per rotation.
+//
+// A transient failure is retried. When the failed attempt had committed (its
+// COMMIT went out, the answer did not), the retry's compare-and-swap finds the
+// token rotated and Rotate returns ErrConflict: a token never gets a second
+// successor, and the caller re-reads the token to find it rotated, with next
+// as its successor.
 func (db *DB) Rotate(ctx context.Context, id int64, now time.Time, sealed []byte, next *RefreshToken) error {
-	r := rotation{id: id, now: now, sealed: sealed, next: next}
-	var err error
-	if db.dialect == "sqlite" {
-		err = db.hot.group.rotate(ctx, db.hot.write, &db.hot, &r)
-	} else {
-		err = db.hot.rotateAlone(ctx, db.hot.write, &r)
-	}
+	err := db.retry.do(ctx, "rotate refresh token", func(ctx context.Context, _ bool) error {
+		r := rotation{id: id, now: now, sealed: sealed, next: next}
+		if db.dialect == "sqlite" {
+			return db.hot.group.rotate(ctx, db.hot.write, &db.hot, &r)
+		}
+		return db.hot.rotateAlone(ctx, db.hot.write, &r)
+	})
 	if err != nil && !errors.Is(err, ErrConflict) {
 		return fmt.Errorf("rotate refresh token %d: %w", id, err)
 	}

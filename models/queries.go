@@ -12,12 +12,26 @@ import (
 // CreateUser stores a new user and its first refresh token in one transaction,
 // so that a registration either fully happens or leaves nothing behind. It
 // returns ErrDuplicateEmail when the email is taken.
+//
+// A transient failure is retried with the same user and token; a retry that
+// finds the email taken by this very user (same id) knows that an earlier
+// attempt committed, and succeeds.
 func (db *DB) CreateUser(ctx context.Context, u *User, first *RefreshToken) error {
-	err := db.write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Create(u).Error; err != nil {
-			return err
+	firstID := first.ID
+	err := db.retry.do(ctx, "create user", func(ctx context.Context, retry bool) error {
+		first.ID = firstID // a failed attempt may have set it
+		err := db.write.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			if err := tx.Create(u).Error; err != nil {
+				return err
+			}
+			return tx.Create(first).Error
+		})
+		if retry && errors.Is(err, gorm.ErrDuplicatedKey) {
+			if committed, lookupErr := db.createdUser(ctx, u, first); lookupErr != nil || committed {
+				return lookupErr
+			}
 		}
-		return tx.Create(first).Error
+		return err
 	})
 	if errors.Is(err, gorm.ErrDuplicatedKey) {
 		return ErrDuplicateEmail
@@ -26,6 +40,19 @@ func (db *DB) CreateUser(ctx context.Context, u *User, first *RefreshToken) erro
 		return fmt.Errorf("create user: %w", err)
 	}
 	return nil
+}
+
+// createdUser reports whether u, with first, is already stored: an earlier
+// attempt of CreateUser committed. It sets first.ID then.
+func (db *DB) createdUser(ctx context.Context, u *User, first *RefreshToken) (bool, error) {
+	var ids []string
+	if err := db.write.WithContext(ctx).Model(&User{}).Where("email = ?", u.Email).Limit(1).Pluck("id", &ids).Error; err != nil {
+		return false, err
+	}
+	if len(ids) == 0 || ids[0] != u.ID {
+		return false, nil
+	}
+	return db.createdToken(ctx, first)
 }
 
 // UserByEmail returns the user with that (lower-cased) email, or ErrNotFound.
@@ -40,7 +67,11 @@ func (db *DB) UserByID(ctx context.Context, id string) (User, error) {
 
 func (db *DB) user(ctx context.Context, where string, arg any) (User, error) {
 	var users []User
-	if err := db.read.WithContext(ctx).Where(where, arg).Limit(1).Find(&users).Error; err != nil {
+	err := db.retry.do(ctx, "find user", func(ctx context.Context, _ bool) error {
+		users = nil
+		return db.read.WithContext(ctx).Where(where, arg).Limit(1).Find(&users).Error
+	})
+	if err != nil {
 		return User{}, fmt.Errorf("find user: %w", err)
 	}
 	if len(users) == 0 {
@@ -50,11 +81,39 @@ func (db *DB) user(ctx context.Context, where string, arg any) (User, error) {
 }
 
 // CreateToken stores a refresh token.
+//
+// A transient failure is retried with the same row; a retry that finds its
+// hash taken by the same user and family knows that an earlier attempt
+// committed, and succeeds.
 func (db *DB) CreateToken(ctx context.Context, t *RefreshToken) error {
-	if err := db.write.WithContext(ctx).Create(t).Error; err != nil {
+	id := t.ID
+	err := db.retry.do(ctx, "create refresh token", func(ctx context.Context, retry bool) error {
+		t.ID = id
+		err := db.write.WithContext(ctx).Create(t).Error
+		if retry && errors.Is(err, gorm.ErrDuplicatedKey) {
+			if committed, lookupErr := db.createdToken(ctx, t); lookupErr != nil || committed {
+				return lookupErr
+			}
+		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("create refresh token: %w", err)
 	}
 	return nil
+}
+
+// createdToken reports whether t is already stored: a token of the same hash,
+// user and family. It sets t.ID then.
+func (db *DB) createdToken(ctx context.Context, t *RefreshToken) (bool, error) {
+	var rows []RefreshToken
+	err := db.write.WithContext(ctx).Select("id", "user_id", "family_id").
+		Where("token_hash = ?", t.TokenHash).Limit(1).Find(&rows).Error
+	if err != nil || len(rows) == 0 || rows[0].UserID != t.UserID || rows[0].FamilyID != t.FamilyID {
+		return false, err
+	}
+	t.ID = rows[0].ID
+	return true, nil
 }
 
 // RevokeFamily revokes every token of a family that is not revoked yet.
@@ -77,14 +136,21 @@ const maxRevokePasses = 16
 // its snapshot: a rotation that commits while the UPDATE waits for the row it
 // rotates inserts a successor that this pass cannot see, and would outlive
 // the revocation. The next pass sees it. (SQLite serializes writers, so its
-// second pass always finds nothing.)
+// second pass always finds nothing.) A pass is idempotent, and retried after a
+// transient failure; when the failed attempt had committed, the retry is the
+// next pass.
 func (db *DB) revokeFamily(ctx context.Context, familyWhere string, now time.Time, arg any) error {
 	for range maxRevokePasses {
-		res := db.write.WithContext(ctx).Exec(`UPDATE refresh_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND `+familyWhere, now, arg)
-		if res.Error != nil {
-			return fmt.Errorf("revoke family: %w", res.Error)
+		var revoked int64
+		err := db.retry.do(ctx, "revoke family", func(ctx context.Context, _ bool) error {
+			res := db.write.WithContext(ctx).Exec(`UPDATE refresh_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND `+familyWhere, now, arg)
+			revoked = res.RowsAffected
+			return res.Error
+		})
+		if err != nil {
+			return fmt.Errorf("revoke family: %w", err)
 		}
-		if res.RowsAffected == 0 {
+		if revoked == 0 {
 			return nil
 		}
 	}
@@ -99,13 +165,18 @@ func (db *DB) PruneExpired(ctx context.Context, cutoff time.Time) (int64, error)
 	const batch = 1000
 	var total int64
 	for {
-		res := db.write.WithContext(ctx).Exec(`DELETE FROM refresh_tokens WHERE id IN
-			(SELECT id FROM refresh_tokens WHERE expires_at < ? LIMIT ?)`, cutoff, batch)
-		if res.Error != nil {
-			return total, fmt.Errorf("prune expired refresh tokens: %w", res.Error)
+		var deleted int64
+		err := db.retry.do(ctx, "prune expired refresh tokens", func(ctx context.Context, _ bool) error {
+			res := db.write.WithContext(ctx).Exec(`DELETE FROM refresh_tokens WHERE id IN
+				(SELECT id FROM refresh_tokens WHERE expires_at < ? LIMIT ?)`, cutoff, batch)
+			deleted = res.RowsAffected
+			return res.Error
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune expired refresh tokens: %w", err)
 		}
-		total += res.RowsAffected
-		if res.RowsAffected < batch {
+		total += deleted
+		if deleted < batch {
 			return total, nil
 		}
 	}
