@@ -86,7 +86,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 	defer func() { stopClock(); <-clockDone }()
 
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "auth_db_retries_total",
+			Help: "Database operations retried after a transient failure (a connection reset, a failover, a serialization failure).",
+		}, func() float64 { return float64(db.Retries()) }))
 	lock, err := newLockService(ctx, cfg, log, registry)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -151,6 +152,12 @@ func (s *Service) rotate(ctx context.Context, presented string, hash []byte, st 
 	err = s.store.Rotate(ctx, st.ID, now, sealSuccessor(s.sealKeys[0], presented, successor), next)
 	if errors.Is(err, models.ErrConflict) {
 		st, err := s.store.TokenByHash(ctx, hash)
+		if err == nil && st.RotatedAt != nil && st.RevokedAt == nil && bytes.Equal(st.SuccessorHash, successorHash) {
+			// The swap that "lost" was our own: a retry after a commit
+			// whose answer the connection lost. Ours, whatever the window.
+			s.metrics.result("rotated")
+			return out, nil
+		}
 		if out, done, err := s.settle(ctx, presented, st, err); done {
 			return out, err
 		}
