@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,8 +37,12 @@ func main() {
 		// The load tool: `go run . loadtest storm|chain ...` (see loadtest).
 		os.Exit(loadtest.Main(ctx, os.Args[2:], os.Stdout, os.Stderr))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "migrate" {
+		// `go run . migrate [status]`: the schema migrations, as a step of their own.
+		os.Exit(migrateMain(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
 	if len(os.Args) > 1 {
-		fmt.Fprintf(os.Stderr, "authsvc: unknown command %q\nusage: authsvc            run the service (configured by environment variables)\n       authsvc loadtest ...  run load scenarios against a server (authsvc loadtest -h)\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "authsvc: unknown command %q\nusage: authsvc                   run the service (configured by environment variables)\n       authsvc migrate [status]  apply the schema migrations to DATABASE_URL, or list them\n       authsvc loadtest ...      run load scenarios against a server (authsvc loadtest -h)\n", os.Args[1])
 		os.Exit(2)
 	}
 	if err := run(ctx, os.Getenv, os.Stdout, nil); err != nil {
@@ -62,7 +68,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 		log.Warn("JWT_SECRET is not set: using a random secret for this process; tokens will not survive a restart or verify on other instances")
 	}
 
-	db, err := models.Open(ctx, cfg.DatabaseURL, log)
+	db, err := openDatabase(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -140,6 +146,96 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openDatabase opens DATABASE_URL and migrates its schema, or with
+// MIGRATE_ON_START=false refuses a schema that lacks migrations.
+func openDatabase(ctx context.Context, cfg config.Config, log *slog.Logger) (*models.DB, error) {
+	db, err := models.Open(ctx, cfg.DatabaseURL, log, models.MigrateOnOpen(cfg.MigrateOnStart))
+	if errors.Is(err, models.ErrPendingMigrations) {
+		return nil, fmt.Errorf("%w; run \"authsvc migrate\" first, or start with MIGRATE_ON_START=true", err)
+	}
+	return db, err
+}
+
+const migrateUsage = `usage: authsvc migrate [up]    apply the pending schema migrations to DATABASE_URL
+       authsvc migrate status  list the migrations and whether DATABASE_URL has them
+`
+
+// migrateMain is `authsvc migrate`: it applies the pending schema migrations
+// to DATABASE_URL and prints those it applied, or with "status" prints every
+// migration's state. It returns the process's exit code.
+func migrateMain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cmd := "up"
+	if len(args) > 0 {
+		cmd = args[0]
+	}
+	if len(args) > 1 || (cmd != "up" && cmd != "status") {
+		if cmd == "-h" || cmd == "-help" || cmd == "--help" || cmd == "help" {
+			fmt.Fprint(stdout, migrateUsage)
+			return 0
+		}
+		fmt.Fprint(stderr, migrateUsage)
+		return 2
+	}
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "authsvc migrate:", err)
+		return 1
+	}
+	// Results go to stdout; the log (stderr) only carries what goes wrong.
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: max(cfg.LogLevel, slog.LevelWarn)}))
+	if cmd == "up" {
+		applied, err := models.Migrate(ctx, cfg.DatabaseURL, log)
+		for _, m := range applied {
+			fmt.Fprintf(stdout, "applied %s (version %d) in %s\n", m.Name, m.Version, m.Duration.Round(time.Millisecond))
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "authsvc migrate:", err)
+			return 1
+		}
+		if len(applied) == 0 {
+			fmt.Fprint(stdout, "no pending migrations\n")
+		}
+	}
+	status, err := models.MigrationStatus(ctx, cfg.DatabaseURL, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "authsvc migrate:", err)
+		return 1
+	}
+	var current int64
+	pending := 0
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	if cmd == "status" {
+		fmt.Fprintln(tw, "VERSION\tSTATE\tAPPLIED AT\tMIGRATION")
+	}
+	for _, m := range status {
+		state, at, name := "pending", "-", m.Name
+		if m.Applied {
+			current = max(current, m.Version)
+			state, at = "applied", m.AppliedAt.UTC().Format(time.DateTime)
+		} else {
+			pending++
+		}
+		if name == "" {
+			name = "(not in this build)"
+		}
+		if cmd == "status" {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", m.Version, state, at, name)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "%s schema at version %d, %d pending\n", dialectName(cfg.DatabaseURL), current, pending)
+	return 0
+}
+
+// dialectName names the database of url without printing the URL, which
+// may hold a password.
+func dialectName(url string) string {
+	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+		return "postgres"
+	}
+	return "sqlite"
 }
 
 // lockService is the service's lock and what goes with it.

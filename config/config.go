@@ -26,6 +26,7 @@ type Config struct {
 	LockTimeout        time.Duration
 	LogLevel           slog.Level // LOG_LEVEL: debug, info (default), warn, error
 	LogJSON            bool       // LOG_FORMAT=json; text by default
+	MigrateOnStart     bool       // MIGRATE_ON_START (default true); false: migrations run as a step of their own
 }
 
 // Load reads the configuration through getenv (os.Getenv in production). It
@@ -58,6 +59,12 @@ func Load(getenv func(string) string) (Config, error) {
 	var err error
 	if c.Port, err = port(getenv("PORT")); err != nil {
 		return Config{}, err
+	}
+	c.MigrateOnStart = true
+	if v := getenv("MIGRATE_ON_START"); v != "" {
+		if c.MigrateOnStart, err = strconv.ParseBool(v); err != nil {
+			return Config{}, fmt.Errorf("MIGRATE_ON_START: %q: want true or false", v)
+		}
 	}
 	if v := getenv("LOG_LEVEL"); v != "" {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {

@@ -51,7 +51,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.Port != 3000 || c.DatabaseURL != "auth.db" || c.RedisURL != "" ||
 		c.AccessTTL != 15*time.Minute || c.RefreshTTL != 7*24*time.Hour ||
-		c.ReuseWindow != 10*time.Second || c.LockTimeout != 5*time.Second || c.LogLevel != slog.LevelInfo || c.LogJSON {
+		c.ReuseWindow != 10*time.Second || c.LockTimeout != 5*time.Second || c.LogLevel != slog.LevelInfo || c.LogJSON || !c.MigrateOnStart {
 		t.Errorf("Load() = %+v, want the documented defaults", c)
 	}
 	if !c.JWTSecretGenerated || len(c.JWTSecret) < 32 {
@@ -67,14 +67,14 @@ func TestLoad(t *testing.T) {
 	c, err := Load(env(map[string]string{
 		"PORT": "8080", "DATABASE_URL": "postgres://x", "REDIS_URL": "redis://y", "JWT_SECRET": "s3cret-s3cret-s3cret-s3cret-s3cret",
 		"JWT_EXPIRES_IN": "900", "REFRESH_EXPIRES_IN": "30d", "REFRESH_REUSE_WINDOW": "0", "LOCK_TIMEOUT": "250ms",
-		"LOG_LEVEL": "warn", "LOG_FORMAT": "json",
+		"LOG_LEVEL": "warn", "LOG_FORMAT": "json", "MIGRATE_ON_START": "false",
 	}))
 	if err != nil {
 		t.Fatalf("Load() = %v", err)
 	}
 	if c.Port != 8080 || c.DatabaseURL != "postgres://x" || c.RedisURL != "redis://y" || string(c.JWTSecret) != "s3cret-s3cret-s3cret-s3cret-s3cret" ||
 		c.JWTSecretGenerated || c.AccessTTL != 15*time.Minute || c.RefreshTTL != 30*24*time.Hour ||
-		c.ReuseWindow != 0 || c.LockTimeout != 250*time.Millisecond || c.LogLevel != slog.LevelWarn || !c.LogJSON {
+		c.ReuseWindow != 0 || c.LockTimeout != 250*time.Millisecond || c.LogLevel != slog.LevelWarn || !c.LogJSON || c.MigrateOnStart {
 		t.Errorf("Load() = %+v", c)
 	}
 }
@@ -84,7 +84,7 @@ func TestLoadRejects(t *testing.T) {
 		{"PORT", "http"}, {"PORT", "70000"},
 		{"JWT_EXPIRES_IN", "soon"}, {"JWT_EXPIRES_IN", "0"}, {"REFRESH_EXPIRES_IN", "-1d"},
 		{"REFRESH_REUSE_WINDOW", "-5s"}, {"LOCK_TIMEOUT", "0"},
-		{"LOG_LEVEL", "loud"}, {"LOG_FORMAT", "xml"},
+		{"LOG_LEVEL", "loud"}, {"LOG_FORMAT", "xml"}, {"MIGRATE_ON_START", "maybe"},
 		{"JWT_SECRET", "abc"}, {"JWT_SECRET", strings.Repeat("x", 31)}, {"JWT_SECRET_PREVIOUS", "old"},
 	} {
 		_, err := Load(env(map[string]string{tc.name: tc.value}))

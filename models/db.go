@@ -44,8 +44,42 @@ var sqlitePragmas = [][2]string{
 
 // Open connects to the database that url names (postgres:// or postgresql://
 // for PostgreSQL, anything else is an SQLite file path or file: URI) and
-// creates or updates the schema.
-func Open(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
+// applies the schema migrations it lacks (see Migrate); with
+// MigrateOnOpen(false) it only checks that none are pending.
+func Open(ctx context.Context, url string, log *slog.Logger, opts ...OpenOption) (*DB, error) {
+	o := openOptions{migrate: true}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	db, unlock, err := openLocked(ctx, url, log)
+	if err != nil {
+		return nil, err
+	}
+	if o.migrate {
+		_, err = db.migrate(ctx, log)
+	} else {
+		err = db.checkSchema(ctx)
+	}
+	if err = errors.Join(err, unlock()); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if err := db.prepareHotPath(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// connect opens the pools of the database that url names and checks that it
+// answers; it leaves the schema alone.
+func connect(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
+	db := &DB{retry: newRetrier(log)}
+	if isPostgres(url) {
+		db.dialect = "postgres"
+	} else {
+		db.dialect = "sqlite"
+	}
 	cfg := &gorm.Config{
 		Logger: logger.NewSlogLogger(log.With("component", "gorm"), logger.Config{
 			SlowThreshold:             500 * time.Millisecond,
@@ -61,10 +95,8 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
 		NowFunc: func() time.Time { return time.Now().UTC() },
 	}
 
-	db := &DB{retry: newRetrier(log)}
 	var err error
-	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
-		db.dialect = "postgres"
+	if db.dialect == "postgres" {
 		dialector := postgres.New(postgres.Config{DSN: url, OptionOpenDB: []stdlib.OptionOpenDB{stdlib.OptionShouldPing(db.retry.shouldPing)}})
 		if db.write, err = gorm.Open(dialector, cfg); err != nil {
 			return nil, fmt.Errorf("open postgres: %w", err)
@@ -74,7 +106,6 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
 		sqlDB.SetMaxOpenConns(32)
 		sqlDB.SetMaxIdleConns(32)
 	} else {
-		db.dialect = "sqlite"
 		dsn, err := sqliteDSN(url)
 		if err != nil {
 			return nil, err
@@ -98,15 +129,12 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
 		_ = db.Close()
 		return nil, err
 	}
-	if err := db.write.WithContext(ctx).AutoMigrate(&User{}, &RefreshToken{}); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("migrate schema: %w", err)
-	}
-	if err := db.prepareHotPath(ctx); err != nil {
-		_ = db.Close()
-		return nil, err
-	}
 	return db, nil
+}
+
+// isPostgres reports whether url names a PostgreSQL database.
+func isPostgres(url string) bool {
+	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
 }
 
 // sqliteDSN adds the service's pragmas to a path or file: URI, keeping any the
@@ -128,6 +156,25 @@ func sqliteDSN(raw string) (string, error) {
 		}
 	}
 	return path + "?" + q.Encode(), nil
+}
+
+// sqliteFilePath returns the file of a DSN that sqliteDSN made: a plain path,
+// or a file: URI (file:name, file:/abs, file:///abs, file://localhost/abs).
+func sqliteFilePath(dsn string) string {
+	p, _, _ := strings.Cut(dsn, "?")
+	p, uri := strings.CutPrefix(p, "file:")
+	if !uri {
+		return p
+	}
+	if rest, ok := strings.CutPrefix(p, "//"); ok {
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			p = rest[i:] // drop the authority, empty or localhost
+		}
+	}
+	if unescaped, err := url.PathUnescape(p); err == nil {
+		p = unescaped
+	}
+	return p
 }
 
 // Dialect names the database: "sqlite" or "postgres".
