@@ -81,7 +81,7 @@ func (db *DB) Retries() int64 { return db.retry.retries.Load() }
 // a server restart killed.
 func (r *retrier) do(ctx context.Context, op string, attempt func(ctx context.Context, retry bool) error) error {
 	err := r.try(ctx, op, 0, attempt)
-	if err == nil || !isTransient(err) {
+	if err == nil || ctx.Err() != nil || !isTransient(err) {
 		return err
 	}
 	p := r.policy
@@ -182,7 +182,17 @@ func transientCode(code string) bool {
 // new connections while the server is away. io.EOF and io.ErrUnexpectedEOF
 // are reads cut short.
 func isTransient(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil {
+		return false
+	}
+	// A connection that could not be made in time is the database's doing,
+	// even though a dial timeout also matches context.DeadlineExceeded; the
+	// caller's own context is checked apart (see do).
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) {
+		return true
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
 	var pgErr *pgconn.PgError
@@ -194,9 +204,7 @@ func isTransient(err error) bool {
 		return sqliteErr.Code == sqlite3.ErrBusy || sqliteErr.Code == sqlite3.ErrLocked
 	}
 	var netErr net.Error
-	var connectErr *pgconn.ConnectError
 	return pgconn.SafeToRetry(err) ||
-		errors.As(err, &connectErr) ||
 		errors.As(err, &netErr) ||
 		errors.Is(err, pgconn.ErrConnClosed) ||
 		errors.Is(err, driver.ErrBadConn) ||

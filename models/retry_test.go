@@ -46,6 +46,26 @@ func TestIsTransient(t *testing.T) {
 	if !errors.As(refused, &connectErr) {
 		t.Fatalf("connect to a closed port = %T %v, want a *pgconn.ConnectError", refused, refused)
 	}
+	// A connection that is not made in time: a server that accepts and
+	// never answers. Its error also matches context.DeadlineExceeded.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	_, slow := pgconn.Connect(t.Context(), "postgres://nobody@"+silent.Addr().String()+"/none?connect_timeout=1&sslmode=disable")
+	if !errors.As(slow, &connectErr) {
+		t.Fatalf("connect to a silent server = %T %v, want a *pgconn.ConnectError", slow, slow)
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -79,6 +99,7 @@ func TestIsTransient(t *testing.T) {
 		{"sqlite constraint", sqlite3.Error{Code: sqlite3.ErrConstraint}, false},
 		{"caller cancelled", fmt.Errorf("query: %w", context.Canceled), false},
 		{"caller deadline", context.DeadlineExceeded, false},
+		{"connect timeout", slow, true},
 		{"no rows", sql.ErrNoRows, false},
 		{"not found", ErrNotFound, false},
 		{"conflict", ErrConflict, false},

@@ -296,6 +296,9 @@ func TestPostgresUnreachableIs503(t *testing.T) {
 	if logs := a.Logs.String(); strings.Contains(logs, token) || strings.Contains(logs, s.RefreshToken) {
 		t.Error("a refresh token shows up in the log")
 	}
+	if t.Failed() {
+		t.Logf("the instance's log:\n%s", a.Logs.String())
+	}
 
 	p.up(t)
 	r := a.mustRefresh(t, token)
