@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Side-by-side load comparison: this service on SQLite (the default) against
-# the NestJS service it replaces (shared/nest-ref, on PostgreSQL), under the
+# the NestJS service it replaces (a checkout of it, on PostgreSQL), under the
 # same `loadtest chain` and `loadtest storm` loads, in the same run, rounds
 # interleaved. Prints each run's figures and the peak RSS of each server.
 #
-#   bench/compare.sh            # 3 rounds, 50 clients, 15 s each
-#   ROUNDS=5 DURATION=30s CLIENTS=50 bench/compare.sh
+#   NEST_SRC=path/to/nest-service bench/compare.sh     # 3 rounds, 50 clients, 15 s each
+#   ROUNDS=5 DURATION=30s CLIENTS=50 NEST_SRC=... bench/compare.sh
+#
+# NEST_SRC is the NestJS service's source (package.json, src/); NEST_DIR
+# instead names one already built (npm ci && npm run build).
 #
 # Needs: Go, Node.js 20+ with npm, PostgreSQL on 127.0.0.1:5432 (trust auth).
 set -euo pipefail
@@ -20,8 +23,12 @@ trap cleanup EXIT
 go build -o "$work/authsvc" .
 echo "SQLite floor (BenchmarkSQLiteFloor, one rotation transaction, same pragmas):"
 go test -run '^$' -bench SQLiteFloor -count 5 ./models | tee "$work/floor.txt" | grep -E '^Benchmark' 
-NEST_SRC=${NEST_SRC:-../shared/nest-ref}
+NEST_SRC=${NEST_SRC:-}
 NEST_DIR=${NEST_DIR:-}
+if [ -z "$NEST_SRC" ] && [ -z "$NEST_DIR" ]; then
+  echo "bench/compare.sh: set NEST_SRC to the NestJS service's source (or NEST_DIR to a built copy)" >&2
+  exit 2
+fi
 if [ -z "$NEST_DIR" ]; then
   NEST_DIR="$work/nest-ref"
   cp -r "$NEST_SRC" "$NEST_DIR"; chmod -R u+w "$NEST_DIR"

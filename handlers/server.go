@@ -1,5 +1,5 @@
 // Package handlers is the HTTP face of the service: an echo server that
-// speaks the NestJS contract of API.md (routes, bodies, validation messages
+// speaks the HTTP contract of the NestJS auth module it replaces (routes, bodies, validation messages
 // and error shapes) over package auth.
 package handlers
 

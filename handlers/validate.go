@@ -28,7 +28,7 @@ var (
 		{name: "password", rules: []rule{
 			{isByteLength(0, 72), "password's byte length must fall into (0, 72) range"},
 			{maxLength(72), "password must be shorter than or equal to 72 characters"},
-			// API.md: "8 to 72 bytes (bcrypt's limit)". NestJS's @MinLength(8)
+			// The contract: "8 to 72 bytes (bcrypt's limit)". NestJS's @MinLength(8)
 			// counts characters, so "éééé" (8 bytes) passes here and not there;
 			// the message stays class-validator's.
 			{minBytes(8), "password must be longer than or equal to 8 characters"},

@@ -28,7 +28,7 @@ import (
 )
 
 // The contract tests hold the server to the answers the NestJS service gives
-// (recorded in nest-probes.md, or asked of it since): the status, and the
+// (recorded by sending each request to it): the status, and the
 // body byte for byte where NestJS's is deterministic, its shape otherwise.
 
 // class-validator's messages, as the DTOs of the NestJS service give them.
@@ -340,7 +340,7 @@ func TestContractRegisterValidation(t *testing.T) {
 		created("password é×36 (72 bytes)", pw("pe36@example.com", strings.Repeat("é", 36)), "pe36@example.com", nil),
 		reg("password é×37 (74 bytes)", pw("pe37@example.com", strings.Repeat("é", 37)), 400, badRequest(mPwBytes)),
 		reg("password é×40", pw("pe40@example.com", strings.Repeat("é", 40)), 400, badRequest(mPwBytes)),
-		// API.md counts the minimum in bytes, where NestJS's @MinLength counts characters.
+		// The contract counts the minimum in bytes, where NestJS's @MinLength counts characters.
 		created("password é×4 (8 bytes)", pw("pe4@example.com", strings.Repeat("é", 4)), "pe4@example.com", nil),
 		reg("password é×3 (6 bytes)", pw("pe3@example.com", strings.Repeat("é", 3)), 400, badRequest(mPwMin)),
 		created("password emoji×7 (28 bytes)", pw("emo7@example.com", strings.Repeat("😀", 7)), "emo7@example.com", nil),
@@ -424,8 +424,8 @@ func TestContractLoginRefreshLogoutValidation(t *testing.T) {
 	runCases(t, a, cases)
 }
 
-// TestContractEmailSyntax runs validator.js's isEmail table of nest-probes
-// section 2a through /auth/login: 400 is a refused address, 401 an accepted
+// TestContractEmailSyntax runs a table of addresses that validator.js's
+// isEmail was seen to accept or refuse in the NestJS service, through /auth/login: 400 is a refused address, 401 an accepted
 // one (no such user).
 func TestContractEmailSyntax(t *testing.T) {
 	t.Parallel()
