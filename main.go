@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -73,11 +74,6 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 		return err
 	}
 	defer db.Close()
-	pruneCtx, stopPruning := context.WithCancel(ctx)
-	pruning := make(chan struct{})
-	go func() { defer close(pruning); pruneExpired(pruneCtx, db, log, time.Hour) }()
-	defer func() { stopPruning(); <-pruning }() // before the database closes
-
 	// Time decisions follow the database's clock, so instances whose clocks
 	// drift apart still agree on the reuse window and on expiry.
 	clock := db.Clock(time.Now)
@@ -86,10 +82,31 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 	} else if offset.Abs() > time.Second {
 		log.Warn("this host's clock differs from the database's; token times follow the database", "offset", offset.String())
 	}
-	clockCtx, stopClock := context.WithCancel(ctx)
-	clockDone := make(chan struct{})
-	go func() { defer close(clockDone); syncClock(clockCtx, clock, log, 30*time.Second) }()
-	defer func() { stopClock(); <-clockDone }()
+
+	maintenance := startJobs(ctx)
+	defer maintenance.stop() // before the database closes
+	maintenance.every(30*time.Second, func(ctx context.Context) {
+		if _, err := clock.Sync(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("database clock", "error", err.Error())
+		}
+	})
+	// Every refresh keeps its rotated row for reuse detection: without
+	// pruning the table would only grow.
+	maintenance.every(time.Hour, func(ctx context.Context) {
+		n, err := db.PruneExpired(ctx, clock.Now().UTC())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Error("prune expired refresh tokens", "error", err.Error())
+		case n > 0:
+			log.Info("pruned expired refresh tokens", "count", n)
+		}
+	})
+	// A sealed successor serves replays within the reuse window only.
+	maintenance.every(min(max(cfg.ReuseWindow, time.Second), time.Minute), func(ctx context.Context) {
+		if _, err := db.EraseSeals(ctx, clock.Now().UTC().Add(-cfg.ReuseWindow)); err != nil && ctx.Err() == nil {
+			log.Error("erase sealed successors", "error", err.Error())
+		}
+	})
 
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -298,41 +315,37 @@ func newLockService(ctx context.Context, cfg config.Config, log *slog.Logger, re
 	return lockService{locks: locks, check: locks, kind: "redis", close: client.Close}, nil
 }
 
-// syncClock measures the database clock's offset every interval until ctx
-// ends; a failure keeps the last offset.
-func syncClock(ctx context.Context, clock *models.Clock, log *slog.Logger, every time.Duration) {
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		if _, err := clock.Sync(ctx); err != nil && ctx.Err() == nil {
-			log.Warn("database clock", "error", err.Error())
-		}
-	}
+// jobs runs periodic maintenance beside the server.
+type jobs struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
-// pruneExpired deletes expired refresh tokens now and then every interval
-// until ctx ends: every refresh keeps its rotated row for reuse detection, and
-// without this the table would only grow.
-func pruneExpired(ctx context.Context, db *models.DB, log *slog.Logger, every time.Duration) {
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		n, err := db.PruneExpired(ctx, time.Now().UTC())
-		switch {
-		case err != nil && ctx.Err() == nil:
-			log.Error("prune expired refresh tokens", "error", err.Error())
-		case n > 0:
-			log.Info("pruned expired refresh tokens", "count", n)
+func startJobs(ctx context.Context) *jobs {
+	ctx, cancel := context.WithCancel(ctx)
+	return &jobs{ctx: ctx, cancel: cancel}
+}
+
+// every runs fn now and then every interval in a goroutine of its own, until
+// the jobs stop.
+func (j *jobs) every(interval time.Duration, fn func(ctx context.Context)) {
+	j.wg.Go(func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			fn(j.ctx)
+			select {
+			case <-j.ctx.Done():
+				return
+			case <-tick.C:
+			}
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
+	})
+}
+
+// stop ends every job and waits for them.
+func (j *jobs) stop() {
+	j.cancel()
+	j.wg.Wait()
 }

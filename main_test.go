@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -254,5 +255,42 @@ func TestRunWithRedisDown(t *testing.T) {
 		if !strings.Contains(string(m), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// TestRunErasesSeals: a rotated token's sealed successor outlives the reuse
+// window by at most one run of the erasing job: after it the row holds no
+// seal, so a copy of the database holds nothing to open.
+func TestRunErasesSeals(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "auth.db")
+	url, _, _ := startRun(t, map[string]string{"DATABASE_URL": path, "REFRESH_REUSE_WINDOW": "1s"})
+	tok := post(t, url+"/auth/register", map[string]string{"email": "seal@example.com", "password": "password123"})["refreshToken"].(string)
+	post(t, url+"/auth/refresh", map[string]string{"refreshToken": tok})
+
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sealed := func() int {
+		var n int
+		if err := db.QueryRow("SELECT COUNT(*) FROM refresh_tokens WHERE successor_sealed IS NOT NULL").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := sealed(); n != 1 {
+		t.Fatalf("%d sealed rows right after a rotation, want 1", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sealed() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the seal is still there 10 s after a reuse window of 1 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var rotated int
+	if err := db.QueryRow("SELECT COUNT(*) FROM refresh_tokens WHERE rotated_at IS NOT NULL AND successor_hash IS NOT NULL").Scan(&rotated); err != nil || rotated != 1 {
+		t.Errorf("the rotated row itself: %d, %v; want it kept for reuse detection", rotated, err)
 	}
 }

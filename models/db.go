@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"time"
@@ -109,6 +110,12 @@ func connect(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
 		dsn, err := sqliteDSN(url)
 		if err != nil {
 			return nil, err
+		}
+		// The file holds password and token hashes: readable by its owner
+		// only. SQLite gives its -wal and -shm files the database file's
+		// permissions, so creating it first covers them too.
+		if f, err := os.OpenFile(sqliteFilePath(dsn), os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+			_ = f.Close()
 		}
 		if db.write, err = gorm.Open(sqlite.Open(dsn), cfg); err != nil {
 			return nil, fmt.Errorf("open sqlite: %w", err)

@@ -276,6 +276,19 @@ func schemaOf(t *testing.T, tdb testDB, dialect string) []string {
 // TestBaselineMatchesAutoMigrate compares, in the catalog, the schema that
 // migration 1 creates with the one gorm's AutoMigrate created: same tables,
 // columns, types, constraints, indexes and index names.
+// laterObjects are the schema objects that migrations after the baseline
+// add; a schema description without them is the baseline's.
+var laterObjects = []string{
+	"idx_refresh_tokens_sealed", // 00002_seal_index.sql
+}
+
+// baselineOnly drops from a schema description what later migrations add.
+func baselineOnly(schema []string) []string {
+	return slices.DeleteFunc(slices.Clone(schema), func(entry string) bool {
+		return slices.ContainsFunc(laterObjects, func(name string) bool { return strings.Contains(entry, name) })
+	})
+}
+
 func TestBaselineMatchesAutoMigrate(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, dialect string, fresh func() testDB) {
 		legacy, migrated := fresh(), fresh()
@@ -285,7 +298,7 @@ func TestBaselineMatchesAutoMigrate(t *testing.T) {
 			t.Fatal(err)
 		}
 		db.Close()
-		want, got := schemaOf(t, legacy, dialect), schemaOf(t, migrated, dialect)
+		want, got := schemaOf(t, legacy, dialect), baselineOnly(schemaOf(t, migrated, dialect))
 		if len(want) < 9 {
 			t.Fatalf("the AutoMigrate schema has %d entries; the description is broken:\n%s", len(want), strings.Join(want, "\n"))
 		}
@@ -311,7 +324,7 @@ func TestOpenAdoptsAutoMigrateDatabase(t *testing.T) {
 		}
 		t.Cleanup(func() { db.Close() })
 		assertMigrated(t, db, tdb)
-		if after := schemaOf(t, tdb, dialect); !slices.Equal(after, before) {
+		if after := baselineOnly(schemaOf(t, tdb, dialect)); !slices.Equal(after, before) {
 			t.Errorf("adopting the baseline changed the schema\nbefore:\n%s\nafter:\n%s", strings.Join(before, "\n"), strings.Join(after, "\n"))
 		}
 
@@ -353,7 +366,9 @@ func TestOpenWithoutMigratingRefusesPendingMigrations(t *testing.T) {
 		for name, tdb := range map[string]testDB{"empty": empty, "AutoMigrate": legacy} {
 			db, err := Open(ctx, tdb.url, log, MigrateOnOpen(false))
 			if !errors.Is(err, ErrPendingMigrations) {
-				db.Close()
+				if db != nil {
+					db.Close()
+				}
 				t.Fatalf("Open(%s database, MigrateOnOpen(false)) = %v, want ErrPendingMigrations", name, err)
 			}
 			if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, "version 0") || !strings.Contains(msg, "00001_baseline.sql") {

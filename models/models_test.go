@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -218,6 +219,51 @@ func TestPruneExpired(t *testing.T) {
 	}
 }
 
+// TestEraseSeals: seals of tokens rotated before the cutoff are erased, in
+// batches; later ones stay, and so does everything else of the rows.
+func TestEraseSeals(t *testing.T) {
+	db := openTest(t)
+	ctx := t.Context()
+	now := time.Now().UTC()
+	u := User{ID: "u", Email: "seal@example.com", PasswordHash: "x", CreatedAt: now}
+	tok := func(h string) *RefreshToken {
+		return &RefreshToken{TokenHash: []byte(h), UserID: "u", FamilyID: "f", ExpiresAt: now.Add(time.Hour), CreatedAt: now}
+	}
+	if err := db.CreateUser(ctx, &u, tok("t0")); err != nil {
+		t.Fatal(err)
+	}
+	const old = 1500 // more than one batch
+	rotate := func(i int, at time.Time) {
+		t.Helper()
+		st, err := db.TokenByHash(ctx, []byte(fmt.Sprintf("t%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Rotate(ctx, st.ID, at, []byte("sealed"), tok(fmt.Sprintf("t%d", i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range old {
+		rotate(i, now.Add(-time.Minute))
+	}
+	rotate(old, now) // within the window
+
+	n, err := db.EraseSeals(ctx, now.Add(-10*time.Second))
+	if err != nil || n != old {
+		t.Fatalf("EraseSeals = %d, %v; want %d, nil", n, err, old)
+	}
+	st, err := db.TokenByHash(ctx, []byte("t0"))
+	if err != nil || st.SuccessorSealed != nil || st.RotatedAt == nil || st.SuccessorHash == nil {
+		t.Errorf("a token rotated before the cutoff: sealed %q, rotated %v, successor hash %x; want no seal, the rest kept", st.SuccessorSealed, st.RotatedAt, st.SuccessorHash)
+	}
+	if st, err := db.TokenByHash(ctx, []byte(fmt.Sprintf("t%d", old))); err != nil || string(st.SuccessorSealed) != "sealed" {
+		t.Errorf("the token rotated within the window lost its seal: %q, %v", st.SuccessorSealed, err)
+	}
+	if n, err := db.EraseSeals(ctx, now.Add(-10*time.Second)); err != nil || n != 0 {
+		t.Errorf("second EraseSeals = %d, %v; want 0, nil", n, err)
+	}
+}
+
 // TestGroupCommitSurvivesPanic: a panic while a group commits reaches the
 // leader's caller, every waiter gets an error, and the next rotation finds a
 // working group commit rather than a leader that never comes back.
@@ -255,5 +301,29 @@ func TestGroupCommitSurvivesPanic(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Rotate after a panic hangs: the group commit lost its leader")
+	}
+}
+
+// The database file and its WAL files are readable by their owner only,
+// where the usual umask (022) would leave them readable by every local user.
+func TestSQLiteFilesArePrivate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "private.db")
+	db, err := Open(t.Context(), path, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.CreateToken(t.Context(), &RefreshToken{TokenHash: []byte("h"), UserID: "u", FamilyID: "f", ExpiresAt: time.Now(), CreatedAt: time.Now()}); err != nil {
+		t.Fatal(err) // a write, so that the WAL exists
+	}
+	for _, f := range []string{path, path + "-wal", path + "-shm"} {
+		info, err := os.Stat(f)
+		if err != nil {
+			t.Errorf("stat %s: %v", f, err)
+			continue
+		}
+		if perm := info.Mode().Perm(); perm != 0o600 {
+			t.Errorf("%s has mode %v, want -rw-------", filepath.Base(f), perm)
+		}
 	}
 }

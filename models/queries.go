@@ -162,21 +162,38 @@ func (db *DB) revokeFamily(ctx context.Context, familyWhere string, now time.Tim
 // it deleted. An expired token can no longer be used; once it is gone, a
 // replay of it is an unknown token (401) instead of a detected reuse.
 func (db *DB) PruneExpired(ctx context.Context, cutoff time.Time) (int64, error) {
+	return db.inBatches(ctx, "prune expired refresh tokens", `DELETE FROM refresh_tokens WHERE id IN
+		(SELECT id FROM refresh_tokens WHERE expires_at < ? LIMIT ?)`, cutoff)
+}
+
+// EraseSeals erases the sealed successor of every token rotated before
+// cutoff, in batches, and returns how many it erased. A seal exists only so
+// that a replay within the reuse window gets the same successor; past the
+// window it would only be something for a copy of the database to attack.
+func (db *DB) EraseSeals(ctx context.Context, cutoff time.Time) (int64, error) {
+	return db.inBatches(ctx, "erase sealed successors", `UPDATE refresh_tokens SET successor_sealed = NULL WHERE id IN
+		(SELECT id FROM refresh_tokens WHERE successor_sealed IS NOT NULL AND rotated_at < ? LIMIT ?)`, cutoff)
+}
+
+// inBatches runs a statement that changes at most its LIMIT rows (the
+// statement's last argument, appended here) until a run changes fewer, so
+// that no run holds the write lock for long, and returns the rows changed.
+func (db *DB) inBatches(ctx context.Context, op, query string, args ...any) (int64, error) {
 	const batch = 1000
+	args = append(args, batch)
 	var total int64
 	for {
-		var deleted int64
-		err := db.retry.do(ctx, "prune expired refresh tokens", func(ctx context.Context, _ bool) error {
-			res := db.write.WithContext(ctx).Exec(`DELETE FROM refresh_tokens WHERE id IN
-				(SELECT id FROM refresh_tokens WHERE expires_at < ? LIMIT ?)`, cutoff, batch)
-			deleted = res.RowsAffected
+		var changed int64
+		err := db.retry.do(ctx, op, func(ctx context.Context, _ bool) error {
+			res := db.write.WithContext(ctx).Exec(query, args...)
+			changed = res.RowsAffected
 			return res.Error
 		})
 		if err != nil {
-			return total, fmt.Errorf("prune expired refresh tokens: %w", err)
+			return total, fmt.Errorf("%s: %w", op, err)
 		}
-		total += deleted
-		if deleted < batch {
+		total += changed
+		if changed < batch {
 			return total, nil
 		}
 	}

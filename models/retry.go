@@ -81,7 +81,7 @@ func (db *DB) Retries() int64 { return db.retry.retries.Load() }
 // a server restart killed.
 func (r *retrier) do(ctx context.Context, op string, attempt func(ctx context.Context, retry bool) error) error {
 	err := r.try(ctx, op, 0, attempt)
-	if err == nil || ctx.Err() != nil || !isTransient(err) {
+	if err == nil || !isTransient(err) {
 		return err
 	}
 	p := r.policy
@@ -186,8 +186,8 @@ func isTransient(err error) bool {
 		return false
 	}
 	// A connection that could not be made in time is the database's doing,
-	// even though a dial timeout also matches context.DeadlineExceeded; the
-	// caller's own context is checked apart (see do).
+	// even though a dial timeout also matches context.DeadlineExceeded; when
+	// it was the caller's context that ended, do stops retrying anyway.
 	var connectErr *pgconn.ConnectError
 	if errors.As(err, &connectErr) {
 		return true
