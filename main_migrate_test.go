@@ -66,16 +66,19 @@ func migrateCmd(t *testing.T, databaseURL string, args ...string) (int, string, 
 }
 
 // TestMigrateCommand runs `authsvc migrate` as a deployment's migration step
-// would: status lists the baseline as pending, migrate applies it and says
-// so, a second migrate applies nothing, and status then lists it applied.
+// would: status lists every migration as pending, migrate applies them and
+// says so, a second migrate applies nothing, and status then lists them
+// applied.
 func TestMigrateCommand(t *testing.T) {
 	eachDatabaseURL(t, func(t *testing.T, databaseURL string) {
 		code, out, errOut := migrateCmd(t, databaseURL, "status")
-		if code != 0 || !hasLine(out, "1", "pending", "00001_baseline.sql") || !strings.Contains(out, "schema at version 0, 1 pending") {
+		if code != 0 || !hasLine(out, "1", "pending", "00001_baseline.sql") || !hasLine(out, "2", "pending", "00002_seal_index.sql") ||
+			!strings.Contains(out, "schema at version 0, 2 pending") {
 			t.Fatalf("migrate status on an empty database = %d\n%s%s", code, out, errOut)
 		}
 		code, out, errOut = migrateCmd(t, databaseURL)
-		if code != 0 || !strings.Contains(out, "applied 00001_baseline.sql (version 1)") || !strings.Contains(out, "schema at version 1, 0 pending") {
+		if code != 0 || !strings.Contains(out, "applied 00001_baseline.sql (version 1)") || !strings.Contains(out, "applied 00002_seal_index.sql (version 2)") ||
+			!strings.Contains(out, "schema at version 2, 0 pending") {
 			t.Fatalf("migrate = %d\n%s%s", code, out, errOut)
 		}
 		if strings.Contains(out+errOut, databaseURL) {
@@ -86,7 +89,7 @@ func TestMigrateCommand(t *testing.T) {
 			t.Errorf("migrate up a second time = %d\n%s%s", code, out, errOut)
 		}
 		code, out, errOut = migrateCmd(t, databaseURL, "status")
-		if code != 0 || !hasLine(out, "1", "applied", "00001_baseline.sql") {
+		if code != 0 || !hasLine(out, "1", "applied", "00001_baseline.sql") || !hasLine(out, "2", "applied", "00002_seal_index.sql") {
 			t.Errorf("migrate status after migrating = %d\n%s%s", code, out, errOut)
 		}
 	})
