@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,22 +35,95 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if len(os.Args) > 1 && os.Args[1] == "loadtest" {
-		// The load tool: `go run . loadtest storm|chain ...` (see loadtest).
-		os.Exit(loadtest.Main(ctx, os.Args[2:], os.Stdout, os.Stderr))
+	os.Exit(cli(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// cli runs the command that args name and returns the exit code: the
+// service by default, or a subcommand.
+func cli(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
 	}
-	if len(os.Args) > 1 && os.Args[1] == "migrate" {
-		// `go run . migrate [status]`: the schema migrations, as a step of their own.
-		os.Exit(migrateMain(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	switch cmd {
+	case "serve":
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "authsvc serve takes no arguments (it is configured by environment variables)\n%s", usage)
+			return 2
+		}
+		if err := run(ctx, getenv, stdout, nil); err != nil {
+			fatal(stderr, getenv, err)
+			return 1
+		}
+		return 0
+	case "migrate":
+		return migrateMain(ctx, args, getenv, stdout, stderr)
+	case "loadtest":
+		return loadtest.Main(ctx, args, stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		printVariables(stdout)
+		return 0
+	case "-v", "-version", "--version", "version":
+		fmt.Fprintln(stdout, version())
+		return 0
 	}
-	if len(os.Args) > 1 {
-		fmt.Fprintf(os.Stderr, "authsvc: unknown command %q\nusage: authsvc                   run the service (configured by environment variables)\n       authsvc migrate [status]  apply the schema migrations to DATABASE_URL, or list them\n       authsvc loadtest ...      run load scenarios against a server (authsvc loadtest -h)\n", os.Args[1])
-		os.Exit(2)
+	fmt.Fprintf(stderr, "authsvc: unknown command %q\n%s", cmd, usage)
+	return 2
+}
+
+const usage = `usage: authsvc [command]
+
+commands:
+  serve             run the service (the default), configured by environment variables
+  migrate [status]  apply the schema migrations to DATABASE_URL, or list them
+  loadtest ...      run load scenarios against a running server (authsvc loadtest -h)
+  version           print the version
+  help              print this help
+`
+
+// printVariables lists the environment variables with their defaults.
+func printVariables(w io.Writer) {
+	fmt.Fprintln(w, "\nenvironment variables:")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, v := range config.Variables {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", v.Name, v.Default, v.Meaning)
 	}
-	if err := run(ctx, os.Getenv, os.Stdout, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "authsvc:", err)
-		os.Exit(1)
+	tw.Flush()
+}
+
+// version is the module version and the commit it was built from, as the
+// Go toolchain recorded them in the binary.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "authsvc (no build information)"
 	}
+	v := "authsvc " + info.Main.Version
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	if rev := settings["vcs.revision"]; rev != "" {
+		v += " commit " + rev
+		if settings["vcs.modified"] == "true" {
+			v += " (modified)"
+		}
+		if t := settings["vcs.time"]; t != "" {
+			v += " " + t
+		}
+	}
+	return v + " " + info.GoVersion
+}
+
+// fatal reports the error that stopped the service, in the log's format:
+// under LOG_FORMAT=json a log collector reads it like every other line.
+func fatal(stderr io.Writer, getenv func(string) string, err error) {
+	if getenv("LOG_FORMAT") == "json" {
+		slog.New(slog.NewJSONHandler(stderr, nil)).Error("authsvc stopped", "error", err.Error())
+		return
+	}
+	fmt.Fprintln(stderr, "authsvc:", err)
 }
 
 // run starts the service and serves until ctx ends, then shuts down
@@ -291,6 +365,9 @@ func newLockService(ctx context.Context, cfg config.Config, log *slog.Logger, re
 		opts.MaxRetries = 1 // acquiring is idempotent, so a retried command is safe
 	}
 	client := redis.NewClient(opts)
+	// go-redis reports each failed dial itself; the lock reports an outage
+	// once, so its lines go to debug, in the service's log format.
+	redis.SetLogger(redisLog{log.With("component", "redis")})
 	up := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "auth_redis_up",
 		Help: "1 while the Redis lock answers, 0 while refreshes go on under the database compare-and-swap alone.",
@@ -348,4 +425,11 @@ func (j *jobs) every(interval time.Duration, fn func(ctx context.Context)) {
 func (j *jobs) stop() {
 	j.cancel()
 	j.wg.Wait()
+}
+
+// redisLog sends go-redis's own messages to slog at debug.
+type redisLog struct{ log *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, args ...any) {
+	r.log.DebugContext(ctx, fmt.Sprintf(format, args...))
 }

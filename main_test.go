@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokenrelay/authsvc/config"
 )
 
 type lockedBuffer struct {
@@ -263,7 +265,7 @@ func TestRunWithRedisDown(t *testing.T) {
 // seal, so a copy of the database holds nothing to open.
 func TestRunErasesSeals(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "auth.db")
-	url, _, _ := startRun(t, map[string]string{"DATABASE_URL": path, "REFRESH_REUSE_WINDOW": "1s"})
+	url, _, _ := startRun(t, map[string]string{"DATABASE_URL": path, "REFRESH_REUSE_WINDOW": "1s", "LOCK_TIMEOUT": "1s"})
 	tok := post(t, url+"/auth/register", map[string]string{"email": "seal@example.com", "password": "password123"})["refreshToken"].(string)
 	post(t, url+"/auth/refresh", map[string]string{"refreshToken": tok})
 
@@ -292,5 +294,60 @@ func TestRunErasesSeals(t *testing.T) {
 	var rotated int
 	if err := db.QueryRow("SELECT COUNT(*) FROM refresh_tokens WHERE rotated_at IS NOT NULL AND successor_hash IS NOT NULL").Scan(&rotated); err != nil || rotated != 1 {
 		t.Errorf("the rotated row itself: %d, %v; want it kept for reuse detection", rotated, err)
+	}
+}
+
+func TestCLI(t *testing.T) {
+	runCLI := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := cli(t.Context(), args, func(string) string { return "" }, &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	for _, flag := range []string{"-h", "--help", "help"} {
+		code, out, _ := runCLI(flag)
+		if code != 0 || !strings.Contains(out, "migrate [status]") || !strings.Contains(out, "loadtest") {
+			t.Errorf("authsvc %s = %d\n%s", flag, code, out)
+		}
+		for _, v := range config.Variables {
+			if !hasLine(out, v.Name, v.Default) {
+				t.Errorf("authsvc %s does not list %s with its default %q", flag, v.Name, v.Default)
+			}
+		}
+	}
+	for _, flag := range []string{"--version", "version"} {
+		if code, out, _ := runCLI(flag); code != 0 || !strings.HasPrefix(out, "authsvc ") || !strings.Contains(out, runtime.Version()) {
+			t.Errorf("authsvc %s = %d %q, want the version and the Go version", flag, code, out)
+		}
+	}
+	if code, _, errOut := runCLI("nope"); code != 2 || !strings.Contains(errOut, `unknown command "nope"`) || !strings.Contains(errOut, "usage:") {
+		t.Errorf("authsvc nope = %d %q, want 2 and the usage", code, errOut)
+	}
+	if code, _, errOut := runCLI("serve", "extra"); code != 2 || !strings.Contains(errOut, "no arguments") {
+		t.Errorf("authsvc serve extra = %d %q, want 2", code, errOut)
+	}
+}
+
+// With LOG_FORMAT=json every line the service writes is a JSON object, the
+// ORM's and the fatal error included, even when the database is down.
+func TestJSONLogsWithTheDatabaseDown(t *testing.T) {
+	env := map[string]string{"LOG_FORMAT": "json", "LOG_LEVEL": "debug", "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none?connect_timeout=1", "PORT": "0"}
+	var out, errOut bytes.Buffer
+	if code := cli(t.Context(), nil, func(k string) string { return env[k] }, &out, &errOut); code != 1 {
+		t.Fatalf("the service with its database down exited %d, want 1", code)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()+errOut.String()), "\n")
+	var fatalSeen bool
+	for _, line := range lines {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Errorf("not a JSON line: %q", line)
+			continue
+		}
+		if rec["msg"] == "authsvc stopped" && rec["level"] == "ERROR" && strings.Contains(fmt.Sprint(rec["error"]), "postgres") {
+			fatalSeen = true
+		}
+	}
+	if !fatalSeen {
+		t.Errorf("no JSON line for the fatal error in:\n%s", strings.Join(lines, "\n"))
 	}
 }

@@ -6,8 +6,30 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 )
+
+// Variable is an environment variable the service reads.
+type Variable struct {
+	Name, Default, Meaning string
+}
+
+// Variables lists every variable Load reads, for the service's -h.
+var Variables = []Variable{
+	{"PORT", "3000", "listen port"},
+	{"DATABASE_URL", "auth.db", "an SQLite file path or file: URI, or postgres://… (or a libpq key/value string) for PostgreSQL"},
+	{"REDIS_URL", "unset", "redis://host:6379/0: a lock shared by several instances; unset: an in-process lock"},
+	{"JWT_SECRET", "random", "HS256 secret of access tokens, at least 32 bytes, the same on every instance; unset: random per process"},
+	{"JWT_SECRET_PREVIOUS", "unset", "a previous JWT_SECRET that still verifies access tokens, to rotate the secret"},
+	{"JWT_EXPIRES_IN", "15m", "access-token lifetime (900, 15m, 12h, 7d, 1h30m)"},
+	{"REFRESH_EXPIRES_IN", "7d", "refresh-token lifetime"},
+	{"REFRESH_REUSE_WINDOW", "10s", "how long a rotated refresh token still returns its successor; at least LOCK_TIMEOUT"},
+	{"LOCK_TIMEOUT", "5s", "longest wait for a token's lock held by a live holder; past it, 503"},
+	{"MIGRATE_ON_START", "true", "apply pending schema migrations at start; false: refuse to start while any is pending"},
+	{"LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"LOG_FORMAT", "text", "text, or json for one JSON object per line"},
+}
 
 // MinSecretBytes is the shortest JWT_SECRET accepted: HS256's key size.
 const MinSecretBytes = 32
@@ -51,6 +73,9 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.DatabaseURL == "" {
 		c.DatabaseURL = "auth.db"
 	}
+	if err := checkDatabaseURL(c.DatabaseURL); err != nil {
+		return Config{}, fmt.Errorf("DATABASE_URL: %w", err)
+	}
 	if len(c.JWTSecret) == 0 {
 		c.JWTSecret = []byte(rand.Text() + rand.Text())
 		c.JWTSecretGenerated = true
@@ -85,7 +110,7 @@ func Load(getenv func(string) string) (Config, error) {
 	}{
 		{"JWT_EXPIRES_IN", "15m", &c.AccessTTL, false},
 		{"REFRESH_EXPIRES_IN", "7d", &c.RefreshTTL, false},
-		{"REFRESH_REUSE_WINDOW", "10s", &c.ReuseWindow, true},
+		{"REFRESH_REUSE_WINDOW", "10s", &c.ReuseWindow, false},
 		{"LOCK_TIMEOUT", "5s", &c.LockTimeout, false},
 	} {
 		v := getenv(d.name)
@@ -101,7 +126,57 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		*d.dst = dur
 	}
+	// Lifetimes that contradict each other would fail users in ways nobody
+	// asked for: refuse them.
+	switch {
+	case c.AccessTTL > c.RefreshTTL:
+		return Config{}, fmt.Errorf("JWT_EXPIRES_IN: %v is longer than REFRESH_EXPIRES_IN (%v): an access token would outlive the session it belongs to", c.AccessTTL, c.RefreshTTL)
+	case c.ReuseWindow > c.RefreshTTL:
+		return Config{}, fmt.Errorf("REFRESH_REUSE_WINDOW: %v is longer than REFRESH_EXPIRES_IN (%v)", c.ReuseWindow, c.RefreshTTL)
+	case c.ReuseWindow < c.LockTimeout:
+		// Concurrent refreshes of one token are answered within LOCK_TIMEOUT
+		// of its rotation (the callers that waited for its lock); answered
+		// after the window, they would count as reuse and log the user out.
+		return Config{}, fmt.Errorf("REFRESH_REUSE_WINDOW: %v is shorter than LOCK_TIMEOUT (%v): a refresh that waited for its token's lock would be taken for reuse and log the user out; use at least %v", c.ReuseWindow, c.LockTimeout, c.LockTimeout)
+	}
 	return c, nil
+}
+
+// checkDatabaseURL accepts what the service can open: a postgres:// or
+// postgresql:// URL, a libpq key/value string (host=… dbname=…, read as
+// PostgreSQL), an sqlite:// or file: URI, or a plain file path. A URL of any
+// other scheme, or a string with a colon that is none of these, is refused
+// rather than taken for the name of a new SQLite file.
+func checkDatabaseURL(v string) error {
+	if scheme, _, ok := strings.Cut(v, "://"); ok {
+		switch strings.ToLower(scheme) {
+		case "postgres", "postgresql", "sqlite":
+			return nil
+		}
+		return fmt.Errorf("unknown scheme %q: want postgres:// or postgresql://, an SQLite file path, or a file: URI", scheme)
+	}
+	if IsKeyValueDSN(v) || strings.HasPrefix(v, "file:") || strings.HasPrefix(v, "sqlite:") {
+		return nil
+	}
+	if strings.ContainsAny(v, ":\x00") {
+		return fmt.Errorf("%q is neither a URL nor an SQLite file path", v)
+	}
+	return nil
+}
+
+// IsKeyValueDSN reports whether v is a libpq key/value connection string
+// such as "host=db dbname=auth user=auth".
+func IsKeyValueDSN(v string) bool {
+	first, _, _ := strings.Cut(strings.TrimSpace(v), " ")
+	key, _, ok := strings.Cut(first, "=")
+	if !ok {
+		return false
+	}
+	switch key {
+	case "host", "hostaddr", "port", "dbname", "user", "password", "sslmode", "application_name", "connect_timeout", "options", "search_path":
+		return true
+	}
+	return false
 }
 
 func port(v string) (int, error) {

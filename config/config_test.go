@@ -66,7 +66,7 @@ func TestLoadDefaults(t *testing.T) {
 func TestLoad(t *testing.T) {
 	c, err := Load(env(map[string]string{
 		"PORT": "8080", "DATABASE_URL": "postgres://x", "REDIS_URL": "redis://y", "JWT_SECRET": "s3cret-s3cret-s3cret-s3cret-s3cret",
-		"JWT_EXPIRES_IN": "900", "REFRESH_EXPIRES_IN": "30d", "REFRESH_REUSE_WINDOW": "0", "LOCK_TIMEOUT": "250ms",
+		"JWT_EXPIRES_IN": "900", "REFRESH_EXPIRES_IN": "30d", "REFRESH_REUSE_WINDOW": "1s", "LOCK_TIMEOUT": "250ms",
 		"LOG_LEVEL": "warn", "LOG_FORMAT": "json", "MIGRATE_ON_START": "false",
 	}))
 	if err != nil {
@@ -74,7 +74,7 @@ func TestLoad(t *testing.T) {
 	}
 	if c.Port != 8080 || c.DatabaseURL != "postgres://x" || c.RedisURL != "redis://y" || string(c.JWTSecret) != "s3cret-s3cret-s3cret-s3cret-s3cret" ||
 		c.JWTSecretGenerated || c.AccessTTL != 15*time.Minute || c.RefreshTTL != 30*24*time.Hour ||
-		c.ReuseWindow != 0 || c.LockTimeout != 250*time.Millisecond || c.LogLevel != slog.LevelWarn || !c.LogJSON || c.MigrateOnStart {
+		c.ReuseWindow != time.Second || c.LockTimeout != 250*time.Millisecond || c.LogLevel != slog.LevelWarn || !c.LogJSON || c.MigrateOnStart {
 		t.Errorf("Load() = %+v", c)
 	}
 }
@@ -102,5 +102,54 @@ func TestLoadSecrets(t *testing.T) {
 	_, err = Load(env(map[string]string{"JWT_SECRET": "abc"}))
 	if err == nil || !strings.Contains(err.Error(), "at least 32") {
 		t.Errorf("Load(JWT_SECRET=abc) = %v, want an error saying 32 bytes are needed", err)
+	}
+}
+
+func TestLoadRefusesWhatItCannotHonour(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string // in the error
+	}{
+		{"mistyped scheme", map[string]string{"DATABASE_URL": "postgress://db/auth"}, `DATABASE_URL: unknown scheme "postgress"`},
+		{"unsupported database", map[string]string{"DATABASE_URL": "mysql://db/auth"}, `DATABASE_URL: unknown scheme "mysql"`},
+		{"garbage", map[string]string{"DATABASE_URL": "::garbage::"}, "DATABASE_URL: \"::garbage::\" is neither a URL nor an SQLite file path"},
+		{"access outlives refresh", map[string]string{"JWT_EXPIRES_IN": "2h", "REFRESH_EXPIRES_IN": "1h"}, "JWT_EXPIRES_IN: 2h0m0s is longer than REFRESH_EXPIRES_IN"},
+		{"window outlives refresh", map[string]string{"REFRESH_REUSE_WINDOW": "2h", "REFRESH_EXPIRES_IN": "1h"}, "REFRESH_REUSE_WINDOW: 2h0m0s is longer than REFRESH_EXPIRES_IN"},
+		{"no window", map[string]string{"REFRESH_REUSE_WINDOW": "0"}, "REFRESH_REUSE_WINDOW"},
+		{"window shorter than the lock wait", map[string]string{"REFRESH_REUSE_WINDOW": "2s"}, "REFRESH_REUSE_WINDOW: 2s is shorter than LOCK_TIMEOUT (5s)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(env(tc.env))
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("Load(%v) = %v, want one line containing %q", tc.env, err, tc.want)
+			}
+		})
+	}
+	for _, ok := range []string{"auth.db", "data/auth.db", "/var/lib/authsvc/auth.db", "file:auth.db?_synchronous=NORMAL", "sqlite://auth.db",
+		"postgres://u@db/auth", "postgresql://db/auth?sslmode=disable", "host=db dbname=auth user=auth sslmode=disable"} {
+		if _, err := Load(env(map[string]string{"DATABASE_URL": ok})); err != nil {
+			t.Errorf("Load(DATABASE_URL=%q) = %v, want it accepted", ok, err)
+		}
+	}
+}
+
+// Variables, which -h prints, lists exactly the variables Load reads.
+func TestVariablesListsWhatLoadReads(t *testing.T) {
+	read := map[string]bool{}
+	if _, err := Load(func(k string) string { read[k] = true; return "" }); err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, v := range Variables {
+		listed[v.Name] = true
+		if !read[v.Name] {
+			t.Errorf("Variables lists %s, which Load does not read", v.Name)
+		}
+	}
+	for k := range read {
+		if !listed[k] {
+			t.Errorf("Load reads %s, which Variables does not list", k)
+		}
 	}
 }

@@ -15,7 +15,8 @@ import (
 	"gorm.io/driver/postgres"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
+
+	"github.com/tokenrelay/authsvc/config"
 )
 
 // DB is the service's database: a connection pool for writes and one for
@@ -82,12 +83,7 @@ func connect(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
 		db.dialect = "sqlite"
 	}
 	cfg := &gorm.Config{
-		Logger: logger.NewSlogLogger(log.With("component", "gorm"), logger.Config{
-			SlowThreshold:             500 * time.Millisecond,
-			LogLevel:                  logger.Warn,
-			IgnoreRecordNotFoundError: true,
-			ParameterizedQueries:      true, // values hold hashes: never log them
-		}),
+		Logger:                 newGormLogger(log),
 		TranslateError:         true,
 		SkipDefaultTransaction: true,
 		// No PrepareStmt: gorm's statement cache prepares on the pool while a
@@ -139,9 +135,10 @@ func connect(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
 	return db, nil
 }
 
-// isPostgres reports whether url names a PostgreSQL database.
+// isPostgres reports whether url names a PostgreSQL database: a postgres://
+// or postgresql:// URL, or a libpq key/value string.
 func isPostgres(url string) bool {
-	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://")
+	return strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") || config.IsKeyValueDSN(url)
 }
 
 // sqliteDSN adds the service's pragmas to a path or file: URI, keeping any the
