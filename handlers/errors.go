@@ -67,7 +67,8 @@ type (
 	}
 )
 
-// lockRetryAfter is the Retry-After, in seconds, of a 503 for a busy lock.
+// lockRetryAfter is the Retry-After, in seconds, of a 503 for a busy lock
+// or a full password-hashing queue.
 const lockRetryAfter = 1
 
 // toHTTP maps an error to what the client sees. Domain errors have one
@@ -90,6 +91,8 @@ func toHTTP(err error) *httpError {
 		return newHTTPError(http.StatusServiceUnavailable, "Too many concurrent refreshes of this token, retry shortly")
 	case errors.Is(err, mutex.ErrUnavailable):
 		return newHTTPError(http.StatusServiceUnavailable, "Lock service unavailable, retry shortly")
+	case errors.Is(err, auth.ErrBusy):
+		return newHTTPError(http.StatusServiceUnavailable, "Too many logins in progress, retry shortly")
 	case errors.As(err, &ee) && ee.Code == http.StatusRequestEntityTooLarge:
 		return errTooLarge
 	}
@@ -113,7 +116,7 @@ func (s *server) errorHandler(err error, c echo.Context) {
 		s.log.DebugContext(ctx, "client went away", "request_id", requestID(c))
 	case he.status == http.StatusServiceUnavailable:
 		c.Response().Header().Set("Retry-After", strconv.Itoa(lockRetryAfter))
-		s.log.WarnContext(ctx, "lock not acquired", "request_id", requestID(c), "error", err.Error())
+		s.log.WarnContext(ctx, "busy: asked the client to retry", "request_id", requestID(c), "error", err.Error())
 	case he.status >= 500:
 		s.log.ErrorContext(ctx, "request failed", "request_id", requestID(c),
 			"method", c.Request().Method, "path", c.Request().URL.Path, "error", err.Error())
