@@ -29,10 +29,13 @@ type PasswordHasher interface {
 type HashingConfig struct {
 	// Concurrency is how many hashes run at once (GOMAXPROCS).
 	Concurrency int
-	// Queue is how many more may wait for a turn (64 × Concurrency); a
-	// request that finds the queue full is turned away at once.
+	// Queue is how many more may wait for a turn (256 × Concurrency); a
+	// request that finds the queue full is turned away at once. Waiting
+	// costs no CPU: this bound is for memory; Wait bounds the latency.
 	Queue int
-	// Wait is how long one may wait for a turn (1s) before it is turned away.
+	// Wait is how long one may wait for a turn (5s) before it is turned
+	// away: time for a burst of logins (some 70 per core at bcrypt's
+	// default cost) to be served rather than refused.
 	Wait time.Duration
 }
 
@@ -63,10 +66,10 @@ func newHashQueue(h PasswordHasher, cfg HashingConfig, m *Metrics) *hashQueue {
 		cfg.Concurrency = runtime.GOMAXPROCS(0)
 	}
 	if cfg.Queue <= 0 {
-		cfg.Queue = 64 * cfg.Concurrency
+		cfg.Queue = 256 * cfg.Concurrency
 	}
 	if cfg.Wait <= 0 {
-		cfg.Wait = time.Second
+		cfg.Wait = 5 * time.Second
 	}
 	return &hashQueue{hasher: h, slots: make(chan struct{}, cfg.Concurrency), queue: int64(cfg.Queue), wait: cfg.Wait, metrics: m}
 }

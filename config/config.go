@@ -37,7 +37,7 @@ type Config struct {
 	// are the proxies whose X-Forwarded-For is believed; none by default.
 	TrustedProxies     []*net.IPNet
 	BcryptConcurrency  int           // BCRYPT_CONCURRENCY: hashes at once (GOMAXPROCS)
-	BcryptQueueTimeout time.Duration // BCRYPT_QUEUE_TIMEOUT: longest wait for a turn to hash (1s)
+	BcryptQueueTimeout time.Duration // BCRYPT_QUEUE_TIMEOUT: longest wait for a turn to hash (5s)
 }
 
 // Load reads the configuration through getenv (os.Getenv in production). It
@@ -144,7 +144,7 @@ func (c *Config) loadThrottle(getenv func(string) string) error {
 		}
 		c.BcryptConcurrency = n
 	}
-	c.BcryptQueueTimeout = time.Second
+	c.BcryptQueueTimeout = 5 * time.Second
 	if v := getenv("BCRYPT_QUEUE_TIMEOUT"); v != "" {
 		d, err := ParseDuration(v)
 		if err != nil || d <= 0 {
