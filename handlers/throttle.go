@@ -111,19 +111,23 @@ func (t *throttler) account(c echo.Context, email string) error {
 func (t *throttler) check(c echo.Context, route, limit, suffix string, r throttle.Rate, key string) error {
 	sum := sha256.Sum256([]byte(key))
 	res := t.Limiter.Allow(c.Request().Context(), route+":"+limit+":"+hex.EncodeToString(sum[:16]), r)
+	// Set as Express writes them, "X-RateLimit-Limit" rather than Go's
+	// canonical "X-Ratelimit-Limit": header names are case-insensitive, but
+	// a drop-in replacement should not differ even there.
 	h := c.Response().Header()
+	set := func(name string, v int) { h[name] = []string{strconv.Itoa(v)} }
 	if !res.Allowed {
-		wait := strconv.Itoa(ceilSeconds(res.RetryAfter))
-		h.Set("Retry-After", wait)
+		wait := ceilSeconds(res.RetryAfter)
+		set("Retry-After", wait)
 		if suffix != "" {
-			h.Set("Retry-After"+suffix, wait)
+			set("Retry-After"+suffix, wait)
 		}
 		t.rejected.WithLabelValues(route, limit).Inc()
 		return errThrottled
 	}
-	h.Set("X-RateLimit-Limit"+suffix, strconv.Itoa(res.Limit))
-	h.Set("X-RateLimit-Remaining"+suffix, strconv.Itoa(res.Remaining))
-	h.Set("X-RateLimit-Reset"+suffix, strconv.Itoa(ceilSeconds(res.ResetAfter)))
+	set("X-RateLimit-Limit"+suffix, res.Limit)
+	set("X-RateLimit-Remaining"+suffix, res.Remaining)
+	set("X-RateLimit-Reset"+suffix, ceilSeconds(res.ResetAfter))
 	return nil
 }
 

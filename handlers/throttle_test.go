@@ -1,10 +1,17 @@
 package handlers
 
 import (
+	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokenrelay/authsvc/throttle"
 )
 
 func TestClientKey(t *testing.T) {
@@ -64,5 +71,40 @@ func TestCeilSeconds(t *testing.T) {
 		if got := ceilSeconds(d); got != want {
 			t.Errorf("ceilSeconds(%v) = %d, want %d", d, got, want)
 		}
+	}
+}
+
+type noLocks struct{}
+
+func (noLocks) ActiveLockCount() int { return 0 }
+
+// TestThrottleHeaderNames: the headers go out spelled as Express writes
+// them, and the 429 body is ThrottlerException's. The auth service is not
+// needed: the address's limit is checked before the body is validated.
+func TestThrottleHeaderNames(t *testing.T) {
+	e := NewServer(Deps{Locks: noLocks{}, Registry: prometheus.NewRegistry(), Logger: slog.New(slog.DiscardHandler),
+		Throttle: &Throttle{Limiter: throttle.NewMemory(throttle.MemoryOptions{}), RegisterIP: throttle.Rate{Limit: 1, Period: time.Minute}}})
+	post := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/auth/register", strings.NewReader(`{}`))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		return rec
+	}
+	rec := post()
+	if rec.Code != http.StatusBadRequest {
+		t.Fatalf("an invalid registration = %d %s, want 400", rec.Code, rec.Body)
+	}
+	for name, want := range map[string]string{"X-RateLimit-Limit": "1", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "60"} {
+		if got := rec.Header()[name]; len(got) != 1 || got[0] != want {
+			t.Errorf("header %s = %q, want [%s]", name, got, want)
+		}
+	}
+	rec = post()
+	if rec.Code != http.StatusTooManyRequests || rec.Body.String() != `{"statusCode":429,"message":"ThrottlerException: Too Many Requests"}` {
+		t.Errorf("past the limit = %d %s", rec.Code, rec.Body)
+	}
+	if got := rec.Header()["Retry-After"]; len(got) != 1 || got[0] != "60" {
+		t.Errorf("Retry-After = %q, want [60]", got)
 	}
 }
