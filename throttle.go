@@ -25,6 +25,8 @@ func newThrottle(cfg config.Config, log *slog.Logger, reg prometheus.Registerer)
 		return nil, none, nil
 	}
 	t := &handlers.Throttle{LoginIP: cfg.ThrottleLoginIP, LoginAccount: cfg.ThrottleLoginAccount, RegisterIP: cfg.ThrottleRegisterIP}
+	log.Info("rate limits", "login_per_address", t.LoginIP.String(), "login_per_account", t.LoginAccount.String(),
+		"register_per_address", t.RegisterIP.String(), "trusted_proxies", len(cfg.TrustedProxies))
 	local := throttle.NewMemory(throttle.MemoryOptions{})
 	if cfg.RedisURL == "" {
 		t.Limiter = local

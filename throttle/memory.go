@@ -68,12 +68,8 @@ func (m *Memory) Allow(_ context.Context, key string, r Rate) Result {
 	if !known && len(s.tats) >= m.perShard {
 		s.makeRoom(now, m.perShard)
 	}
-	next, res := gcra(tat, now, r)
-	if next > now {
-		s.tats[h] = next
-	} else if known {
-		delete(s.tats, h)
-	}
+	next, res := gcra(tat, now, r) // next > now: a key just seen is never back to its whole limit
+	s.tats[h] = next
 	return res
 }
 
