@@ -104,7 +104,7 @@ func TestThrottleHeaderNames(t *testing.T) {
 	if rec.Code != http.StatusTooManyRequests || rec.Body.String() != `{"statusCode":429,"message":"ThrottlerException: Too Many Requests"}` {
 		t.Errorf("past the limit = %d %s", rec.Code, rec.Body)
 	}
-	if got := rec.Header()["Retry-After"]; len(got) != 1 || got[0] != "60" {
-		t.Errorf("Retry-After = %q, want [60]", got)
+	if got := rec.Header()["Retry-After"]; len(got) != 1 || (got[0] != "60" && got[0] != "59") {
+		t.Errorf("Retry-After = %q, want [60] (or 59 on a slow machine)", got)
 	}
 }

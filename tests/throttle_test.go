@@ -23,14 +23,16 @@ import (
 // throttledBody is @nestjs/throttler's 429, byte for byte.
 const throttledBody = `{"statusCode":429,"message":"ThrottlerException: Too Many Requests"}`
 
-// defaultThrottle is the service's limits with no variable set, in memory.
+// defaultThrottle is the service's limits with no variable set, in memory,
+// on a clock that stands still: a slow test gets no request back.
 func defaultThrottle(t testing.TB) *handlers.Throttle {
 	t.Helper()
 	cfg, err := config.Load(func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &handlers.Throttle{Limiter: throttle.NewMemory(throttle.MemoryOptions{}),
+	now := time.Now()
+	return &handlers.Throttle{Limiter: throttle.NewMemory(throttle.MemoryOptions{Now: func() time.Time { return now }}),
 		LoginIP: cfg.ThrottleLoginIP, LoginAccount: cfg.ThrottleLoginAccount, RegisterIP: cfg.ThrottleRegisterIP}
 }
 
