@@ -203,11 +203,18 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 		Now:            clock.Now,
 		Logger:         log,
 		Metrics:        auth.NewMetrics(registry),
+		Hashing:        auth.HashingConfig{Concurrency: cfg.BcryptConcurrency, Wait: cfg.BcryptQueueTimeout},
 	})
 	if err != nil {
 		return err
 	}
-	e := handlers.NewServer(handlers.Deps{Auth: svc, DB: db, Lock: lock.check, Locks: lock.locks, Registry: registry, Logger: log})
+	limits, closeLimits, err := newThrottle(cfg, log, registry)
+	if err != nil {
+		return err
+	}
+	defer closeLimits()
+	e := handlers.NewServer(handlers.Deps{Auth: svc, DB: db, Lock: lock.check, Locks: lock.locks, Registry: registry, Logger: log,
+		Throttle: limits, TrustedProxies: cfg.TrustedProxies})
 
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
 	if err != nil {

@@ -7,6 +7,7 @@ type Metrics struct {
 	refreshes *prometheus.CounterVec
 	callers   *prometheus.CounterVec
 	locks     *prometheus.CounterVec
+	hash      hashMetrics
 }
 
 // NewMetrics registers the service's collectors with reg.
@@ -26,6 +27,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"outcome"}),
 	}
 	reg.MustRegister(m.refreshes, m.callers, m.locks)
+	m.hash = newHashMetrics(reg)
 	return m
 }
 

@@ -63,6 +63,8 @@ type Config struct {
 	// detached from the requests that wait for it (30s).
 	WorkTimeout time.Duration
 	BcryptCost  int              // bcrypt.DefaultCost (10) when zero
+	Hasher      PasswordHasher   // bcrypt at BcryptCost when nil
+	Hashing     HashingConfig    // bounds the hashes running and waiting
 	Now         func() time.Time // time.Now when nil
 	Logger      *slog.Logger     // discards when nil
 	Metrics     *Metrics         // none when nil
@@ -83,6 +85,7 @@ type Service struct {
 	reuseWindow time.Duration
 	workTimeout time.Duration
 	bcryptCost  int
+	hashes      *hashQueue
 	dummyHash   []byte // compared against for unknown emails, so both login failures cost one bcrypt
 	now         func() time.Time
 	log         *slog.Logger
@@ -124,8 +127,13 @@ func NewService(store Store, locks Locker, cfg Config) (*Service, error) {
 			s.sealKeys = append(s.sealKeys, sealSecret(secret))
 		}
 	}
+	hasher := cfg.Hasher
+	if hasher == nil {
+		hasher = bcryptHasher{cost: s.bcryptCost}
+	}
+	s.hashes = newHashQueue(hasher, cfg.Hashing, s.metrics)
 	var err error
-	if s.dummyHash, err = bcrypt.GenerateFromPassword([]byte("not the password of anyone"), s.bcryptCost); err != nil {
+	if s.dummyHash, err = hasher.Hash([]byte("not the password of anyone")); err != nil {
 		return nil, fmt.Errorf("auth: bcrypt cost %d: %w", s.bcryptCost, err)
 	}
 	return s, nil
@@ -151,7 +159,8 @@ type Session struct {
 }
 
 // Register creates a user and logs it in. The email is stored lower-cased;
-// ErrEmailTaken when it is taken, in any case.
+// ErrEmailTaken when it is taken, in any case; ErrBusy when too many
+// passwords are being hashed to wait for a turn.
 func (s *Service) Register(ctx context.Context, email, password string, name *string) (Session, error) {
 	email = strings.ToLower(email)
 	// Checked first to spare a bcrypt for a taken email; the unique index
@@ -161,7 +170,10 @@ func (s *Service) Register(ctx context.Context, email, password string, name *st
 	} else if !errors.Is(err, models.ErrNotFound) {
 		return Session{}, err
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), s.bcryptCost)
+	hash, err := s.hashes.hash(ctx, []byte(password))
+	if errors.Is(err, ErrBusy) || ctx.Err() != nil {
+		return Session{}, err
+	}
 	if err != nil {
 		return Session{}, fmt.Errorf("hash password: %w", err)
 	}
@@ -189,7 +201,8 @@ func (s *Service) Register(ctx context.Context, email, password string, name *st
 
 // Login checks the credentials and starts a new token family. Unknown emails
 // and wrong passwords both return ErrInvalidCredentials after one bcrypt
-// comparison, so neither answer nor timing tells them apart.
+// comparison, so neither answer nor timing tells them apart. ErrBusy: too
+// many passwords are being checked to wait for a turn.
 func (s *Service) Login(ctx context.Context, email, password string) (Session, error) {
 	u, err := s.store.UserByEmail(ctx, strings.ToLower(email))
 	found := err == nil
@@ -200,7 +213,11 @@ func (s *Service) Login(ctx context.Context, email, password string) (Session, e
 	if found {
 		hash = []byte(u.PasswordHash)
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil || !found {
+	match, err := s.hashes.compare(ctx, hash, []byte(password))
+	if err != nil {
+		return Session{}, err
+	}
+	if !match || !found {
 		return Session{}, ErrInvalidCredentials
 	}
 	now := s.now().UTC()

@@ -58,7 +58,7 @@ secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 ports=()
 for i in 1 2 3 4; do
   port=$(free_port); ports+=("$port")
-  PORT=$port DATABASE_URL=$dburl REDIS_URL="redis://127.0.0.1:$redis_port/0" JWT_SECRET=$secret LOG_LEVEL=warn \
+  THROTTLE=off BCRYPT_QUEUE_TIMEOUT=1m PORT=$port DATABASE_URL=$dburl REDIS_URL="redis://127.0.0.1:$redis_port/0" JWT_SECRET=$secret LOG_LEVEL=warn \
     "$work/authsvc" >"$work/instance$i.log" 2>&1 &
   pids+=($!)
 done

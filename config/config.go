@@ -5,9 +5,14 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokenrelay/authsvc/throttle"
 )
 
 // Variable is an environment variable the service reads.
@@ -29,6 +34,13 @@ var Variables = []Variable{
 	{"MIGRATE_ON_START", "true", "apply pending schema migrations at start; false: refuse to start while any is pending"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"LOG_FORMAT", "text", "text, or json for one JSON object per line"},
+	{"THROTTLE", "on", "off: no limits on logins and registrations (load tests on one machine)"},
+	{"THROTTLE_LOGIN_IP", "20/1m", "logins per client address"},
+	{"THROTTLE_LOGIN_ACCOUNT", "5/1m", "logins per account (email)"},
+	{"THROTTLE_REGISTER_IP", "5/1m", "registrations per client address"},
+	{"TRUSTED_PROXIES", "none", "CIDRs or addresses of proxies whose X-Forwarded-For gives the client address"},
+	{"BCRYPT_CONCURRENCY", "GOMAXPROCS", "password hashes computed at once"},
+	{"BCRYPT_QUEUE_TIMEOUT", "5s", "longest wait for a turn to hash; past it, 503"},
 }
 
 // MinSecretBytes is the shortest JWT_SECRET accepted: HS256's key size.
@@ -49,6 +61,16 @@ type Config struct {
 	LogLevel           slog.Level // LOG_LEVEL: debug, info (default), warn, error
 	LogJSON            bool       // LOG_FORMAT=json; text by default
 	MigrateOnStart     bool       // MIGRATE_ON_START (default true); false: migrations run as a step of their own
+
+	Throttle             bool          // THROTTLE: on (default) or off
+	ThrottleLoginIP      throttle.Rate // THROTTLE_LOGIN_IP: logins per client address (20/1m)
+	ThrottleLoginAccount throttle.Rate // THROTTLE_LOGIN_ACCOUNT: logins per account (5/1m)
+	ThrottleRegisterIP   throttle.Rate // THROTTLE_REGISTER_IP: registrations per client address (5/1m)
+	// TrustedProxies (TRUSTED_PROXIES: CIDRs or addresses, comma-separated)
+	// are the proxies whose X-Forwarded-For is believed; none by default.
+	TrustedProxies     []*net.IPNet
+	BcryptConcurrency  int           // BCRYPT_CONCURRENCY: hashes at once (GOMAXPROCS)
+	BcryptQueueTimeout time.Duration // BCRYPT_QUEUE_TIMEOUT: longest wait for a turn to hash (5s)
 }
 
 // Load reads the configuration through getenv (os.Getenv in production). It
@@ -126,6 +148,9 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		*d.dst = dur
 	}
+	if err := c.loadThrottle(getenv); err != nil {
+		return Config{}, err
+	}
 	// Lifetimes that contradict each other would fail users in ways nobody
 	// asked for: refuse them.
 	switch {
@@ -177,6 +202,78 @@ func IsKeyValueDSN(v string) bool {
 		return true
 	}
 	return false
+}
+
+// loadThrottle reads the limits on logins and registrations and the bounds
+// of password hashing.
+func (c *Config) loadThrottle(getenv func(string) string) error {
+	switch v := getenv("THROTTLE"); strings.ToLower(v) {
+	case "", "on":
+		c.Throttle = true
+	case "off":
+	default:
+		return fmt.Errorf("THROTTLE: %q: want on or off", v)
+	}
+	for _, r := range []struct {
+		name, fallback string
+		dst            *throttle.Rate
+	}{
+		{"THROTTLE_LOGIN_IP", "20/1m", &c.ThrottleLoginIP},
+		{"THROTTLE_LOGIN_ACCOUNT", "5/1m", &c.ThrottleLoginAccount},
+		{"THROTTLE_REGISTER_IP", "5/1m", &c.ThrottleRegisterIP},
+	} {
+		v := getenv(r.name)
+		if v == "" {
+			v = r.fallback
+		}
+		rate, err := throttle.ParseRate(v, ParseDuration)
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.name, err)
+		}
+		*r.dst = rate
+	}
+	for _, p := range strings.FieldsFunc(getenv("TRUSTED_PROXIES"), func(r rune) bool { return r == ',' || r == ' ' }) {
+		n, err := ipNet(p)
+		if err != nil {
+			return fmt.Errorf("TRUSTED_PROXIES: %q: want CIDRs or addresses, comma-separated", p)
+		}
+		c.TrustedProxies = append(c.TrustedProxies, n)
+	}
+	c.BcryptConcurrency = runtime.GOMAXPROCS(0)
+	if v := getenv("BCRYPT_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("BCRYPT_CONCURRENCY: %q: want a whole number of at least 1", v)
+		}
+		c.BcryptConcurrency = n
+	}
+	c.BcryptQueueTimeout = 5 * time.Second
+	if v := getenv("BCRYPT_QUEUE_TIMEOUT"); v != "" {
+		d, err := ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("BCRYPT_QUEUE_TIMEOUT: %q must be a positive duration", v)
+		}
+		c.BcryptQueueTimeout = d
+	}
+	return nil
+}
+
+// ipNet reads a CIDR, or an address as the network of that address alone.
+func ipNet(s string) (*net.IPNet, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, err
+		}
+		p = p.Masked()
+		return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return nil, err
+	}
+	a = a.Unmap().WithZone("")
+	return &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(a.BitLen(), a.BitLen())}, nil
 }
 
 func port(v string) (int, error) {

@@ -79,6 +79,9 @@ func (s *server) login(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.throttle.account(c, in["email"].(string)); err != nil {
+		return err
+	}
 	sess, err := s.auth.Login(c.Request().Context(), in["email"].(string), in["password"].(string))
 	if err != nil {
 		return err

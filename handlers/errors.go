@@ -68,8 +68,8 @@ type (
 	}
 )
 
-// retryAfter is the Retry-After, in seconds, of a 503: a busy lock, or a
-// lock service or database that did not answer.
+// retryAfter is the Retry-After, in seconds, of a 503: a busy lock, a full
+// password-hashing queue, or a database that did not answer.
 const retryAfter = 1
 
 // toHTTP maps an error to what the client sees. Domain errors have one
@@ -94,6 +94,8 @@ func toHTTP(err error) *httpError {
 		return newHTTPError(http.StatusServiceUnavailable, "Lock service unavailable, retry shortly")
 	case errors.Is(err, models.ErrUnavailable):
 		return newHTTPError(http.StatusServiceUnavailable, "Database unavailable, retry shortly")
+	case errors.Is(err, auth.ErrBusy):
+		return newHTTPError(http.StatusServiceUnavailable, "Too many logins in progress, retry shortly")
 	case errors.As(err, &ee) && ee.Code == http.StatusRequestEntityTooLarge:
 		return errTooLarge
 	}
@@ -117,7 +119,7 @@ func (s *server) errorHandler(err error, c echo.Context) {
 		s.log.DebugContext(ctx, "client went away", "request_id", requestID(c))
 	case he.status == http.StatusServiceUnavailable:
 		c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfter))
-		s.log.WarnContext(ctx, "service unavailable", "request_id", requestID(c),
+		s.log.WarnContext(ctx, "service unavailable: asked the client to retry", "request_id", requestID(c),
 			"method", c.Request().Method, "path", c.Request().URL.Path, "error", err.Error())
 	case he.status >= 500:
 		s.log.ErrorContext(ctx, "request failed", "request_id", requestID(c),

@@ -12,8 +12,8 @@ import (
 func (s *server) routes(e *echo.Echo) {
 	get := []string{http.MethodGet, http.MethodHead}
 	for _, r := range []*echo.Route{
-		e.POST("/auth/register", s.register),
-		e.POST("/auth/login", s.login),
+		e.POST("/auth/register", s.register, s.throttle.byIP("register")),
+		e.POST("/auth/login", s.login, s.throttle.byIP("login")),
 		e.POST("/auth/refresh", s.refresh),
 		e.POST("/auth/logout", s.logout),
 		e.Match(get, "/auth/me", s.me)[0],

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -39,6 +40,10 @@ type Deps struct {
 	Locks    LockStats
 	Registry *prometheus.Registry // /metrics serves it; the server adds its own collectors
 	Logger   *slog.Logger
+	Throttle *Throttle // nil: no limits
+	// TrustedProxies are the addresses whose X-Forwarded-For is believed;
+	// none: a client's address is its connection's.
+	TrustedProxies []*net.IPNet
 }
 
 type server struct {
@@ -48,6 +53,7 @@ type server struct {
 	registry *prometheus.Registry
 	log      *slog.Logger
 	requests *prometheus.HistogramVec
+	throttle *throttler
 }
 
 // NewServer returns the HTTP server of the service, routes, error handling,
@@ -74,6 +80,8 @@ func NewServer(d Deps) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
+	e.IPExtractor = clientIPs(d.TrustedProxies)
+	s.throttle = newThrottler(d.Throttle, d.Registry)
 	e.Server.ReadHeaderTimeout = 10 * time.Second
 	e.Server.ReadTimeout = 30 * time.Second
 	e.Server.WriteTimeout = 30 * time.Second

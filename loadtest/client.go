@@ -199,7 +199,11 @@ func (e *targetError) Error() string {
 		return fmt.Sprintf("%s %s answered %d %q: the server does not speak the authsvc HTTP contract (see Endpoints in README.md)",
 			e.method, e.url, e.status, bodyStart(e.body, 80))
 	}
-	return fmt.Sprintf("%s %s answered %d: %s", e.method, e.url, e.status, messageOf(e.body, e.status))
+	msg := fmt.Sprintf("%s %s answered %d: %s", e.method, e.url, e.status, messageOf(e.body, e.status))
+	if e.status == http.StatusTooManyRequests {
+		msg += " (the server limits registrations and logins per client address: start it with THROTTLE=off to load it)"
+	}
+	return msg
 }
 
 // refusal reports whether a is an error of the contract: a 4xx or 5xx status

@@ -107,6 +107,8 @@ func TestTargetError(t *testing.T) {
 			`POST http://h/auth/register answered 500 "oops": the server does not speak the authsvc HTTP contract (see Endpoints in README.md)`, false},
 		{"contract refusal", answer{409, []byte(`{"statusCode":409,"message":"Email already registered","error":"Conflict"}`)},
 			`POST http://h/auth/register answered 409: Email already registered`, true},
+		{"rate limited", answer{429, []byte(`{"statusCode":429,"message":"ThrottlerException: Too Many Requests"}`)},
+			`POST http://h/auth/register answered 429: ThrottlerException: Too Many Requests (the server limits registrations and logins per client address: start it with THROTTLE=off to load it)`, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -62,6 +63,12 @@ type appConfig struct {
 	refreshTTL  time.Duration
 	clockSkew   time.Duration // how far this instance's own clock is off
 	dbClock     bool          // judge token times by the database's clock, as main does
+	// throttle limits logins and registrations; nil (the default) does not:
+	// these tests register many users from one address.
+	throttle       *handlers.Throttle
+	trustedProxies []*net.IPNet
+	hasher         auth.PasswordHasher // bcrypt at its minimum cost when nil
+	hashing        auth.HashingConfig  // a long wait for a turn when zero: a test's burst is no flood
 }
 
 func defaultConfig() appConfig {
@@ -104,12 +111,18 @@ func startInstance(t testing.TB, cfg appConfig, clk *clock) *app {
 		}
 		now = c.Now
 	}
+	hashing := cfg.hashing
+	if hashing == (auth.HashingConfig{}) {
+		hashing = auth.HashingConfig{Queue: 1 << 20, Wait: time.Minute}
+	}
 	svc, err := auth.NewService(db, locks, auth.Config{
 		Secret:      []byte(testSecret),
 		AccessTTL:   cfg.accessTTL,
 		RefreshTTL:  cfg.refreshTTL,
 		ReuseWindow: cfg.reuseWindow,
 		BcryptCost:  bcrypt.MinCost, // the cost is bcrypt's business, not these tests'
+		Hasher:      cfg.hasher,
+		Hashing:     hashing,
 		Now:         now,
 		Logger:      log,
 		Metrics:     auth.NewMetrics(registry),
@@ -117,7 +130,8 @@ func startInstance(t testing.TB, cfg appConfig, clk *clock) *app {
 	if err != nil {
 		t.Fatalf("auth.NewService: %v", err)
 	}
-	e := handlers.NewServer(handlers.Deps{Auth: svc, DB: db, Lock: lockCheck, Locks: locks, Registry: registry, Logger: log})
+	e := handlers.NewServer(handlers.Deps{Auth: svc, DB: db, Lock: lockCheck, Locks: locks, Registry: registry, Logger: log,
+		Throttle: cfg.throttle, TrustedProxies: cfg.trustedProxies})
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return &app{
