@@ -214,7 +214,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 	}
 	defer closeLimits()
 	e := handlers.NewServer(handlers.Deps{Auth: svc, DB: db, Lock: lock.check, Locks: lock.locks, Registry: registry, Logger: log,
-		Throttle: limits, TrustedProxies: cfg.TrustedProxies})
+		Throttle: limits, TrustedProxies: cfg.TrustedProxies,
+		CORS: handlers.CORS{Origins: cfg.CORSOrigins, Credentials: cfg.CORSCredentials}, BehindTLS: cfg.BehindTLS})
 
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -41,6 +42,9 @@ var Variables = []Variable{
 	{"TRUSTED_PROXIES", "none", "CIDRs or addresses of proxies whose X-Forwarded-For gives the client address"},
 	{"BCRYPT_CONCURRENCY", "GOMAXPROCS", "password hashes computed at once"},
 	{"BCRYPT_QUEUE_TIMEOUT", "5s", "longest wait for a turn to hash; past it, 503"},
+	{"CORS_ORIGINS", "unset", "comma-separated origins allowed to call from a browser (* for any); unset: CORS off"},
+	{"CORS_CREDENTIALS", "false", "true: allow credentials on cross-origin calls (needs explicit CORS_ORIGINS)"},
+	{"BEHIND_TLS", "false", "true when a TLS-terminating proxy is in front: answers carry Strict-Transport-Security"},
 }
 
 // MinSecretBytes is the shortest JWT_SECRET accepted: HS256's key size.
@@ -71,6 +75,10 @@ type Config struct {
 	TrustedProxies     []*net.IPNet
 	BcryptConcurrency  int           // BCRYPT_CONCURRENCY: hashes at once (GOMAXPROCS)
 	BcryptQueueTimeout time.Duration // BCRYPT_QUEUE_TIMEOUT: longest wait for a turn to hash (5s)
+
+	CORSOrigins     []string // CORS_ORIGINS: comma-separated origins, "*" for any; none: CORS off
+	CORSCredentials bool     // CORS_CREDENTIALS: Access-Control-Allow-Credentials
+	BehindTLS       bool     // BEHIND_TLS: a TLS-terminating proxy is in front (Strict-Transport-Security)
 }
 
 // Load reads the configuration through getenv (os.Getenv in production). It
@@ -149,6 +157,9 @@ func Load(getenv func(string) string) (Config, error) {
 		*d.dst = dur
 	}
 	if err := c.loadThrottle(getenv); err != nil {
+		return Config{}, err
+	}
+	if err := c.loadHTTP(getenv); err != nil {
 		return Config{}, err
 	}
 	// Lifetimes that contradict each other would fail users in ways nobody
@@ -254,6 +265,33 @@ func (c *Config) loadThrottle(getenv func(string) string) error {
 			return fmt.Errorf("BCRYPT_QUEUE_TIMEOUT: %q must be a positive duration", v)
 		}
 		c.BcryptQueueTimeout = d
+	}
+	return nil
+}
+
+// loadHTTP reads what browsers see: CORS and whether TLS is in front.
+func (c *Config) loadHTTP(getenv func(string) string) error {
+	for _, o := range strings.FieldsFunc(getenv("CORS_ORIGINS"), func(r rune) bool { return r == ',' || r == ' ' }) {
+		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+			return fmt.Errorf("CORS_ORIGINS: %q: want origins such as https://app.example.com, or *", o)
+		}
+		c.CORSOrigins = append(c.CORSOrigins, strings.TrimSuffix(o, "/"))
+	}
+	for _, b := range []struct {
+		name string
+		dst  *bool
+	}{{"CORS_CREDENTIALS", &c.CORSCredentials}, {"BEHIND_TLS", &c.BehindTLS}} {
+		if v := getenv(b.name); v != "" {
+			var err error
+			if *b.dst, err = strconv.ParseBool(v); err != nil {
+				return fmt.Errorf("%s: %q: want true or false", b.name, v)
+			}
+		}
+	}
+	if c.CORSCredentials && slices.Contains(c.CORSOrigins, "*") {
+		// Browsers refuse credentials with "*"; echoing every origin back
+		// instead would let any site act with a user's credentials.
+		return fmt.Errorf("CORS_CREDENTIALS: credentials cannot be allowed for CORS_ORIGINS=*; list the origins")
 	}
 	return nil
 }

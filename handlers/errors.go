@@ -113,18 +113,13 @@ func (s *server) errorHandler(err error, c echo.Context) {
 		he = notFound(c) // echo's own "no route": Express answers 404 for both
 	}
 	ctx := c.Request().Context()
-	switch {
-	case he.status >= 500 && errors.Is(err, context.Canceled) && ctx.Err() != nil:
-		// The client left; nobody reads the answer.
-		s.log.DebugContext(ctx, "client went away", "request_id", requestID(c))
-	case he.status == http.StatusServiceUnavailable:
-		c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfter))
-		s.log.WarnContext(ctx, "service unavailable: asked the client to retry", "request_id", requestID(c),
-			"method", c.Request().Method, "path", c.Request().URL.Path, "error", err.Error())
-	case he.status >= 500:
-		s.log.ErrorContext(ctx, "request failed", "request_id", requestID(c),
-			"method", c.Request().Method, "path", c.Request().URL.Path, "error", err.Error())
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return // the client left; nobody reads the answer (observe logs a 499)
 	}
+	if he.status == http.StatusServiceUnavailable {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(retryAfter))
+	}
+	// The request line that observe writes carries the error of a 5xx.
 	var body any
 	switch he.shape {
 	case nestShape:

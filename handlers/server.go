@@ -8,6 +8,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -44,6 +46,10 @@ type Deps struct {
 	// TrustedProxies are the addresses whose X-Forwarded-For is believed;
 	// none: a client's address is its connection's.
 	TrustedProxies []*net.IPNet
+	CORS           CORS // the zero value: no CORS headers
+	// BehindTLS: a TLS-terminating proxy is in front, so answers carry
+	// Strict-Transport-Security.
+	BehindTLS bool
 }
 
 type server struct {
@@ -91,7 +97,13 @@ func NewServer(d Deps) *echo.Echo {
 	e.Server.MaxHeaderBytes = 16<<10 - 4<<10
 	// net/http answers "OPTIONS *" itself (200, no body); Express gives its 404.
 	e.Server.DisableGeneralOptionsHandler = true
-	e.Pre(s.recoverPanics, s.observe, expressPath, parseBody)
+	// observe first: every request, a panicking one too, is logged and
+	// measured once.
+	pre := []echo.MiddlewareFunc{s.observe, s.recoverPanics, secureHeaders(d.BehindTLS)}
+	if len(d.CORS.Origins) > 0 {
+		pre = append(pre, cors(d.CORS))
+	}
+	e.Pre(append(pre, expressPath, parseBody)...)
 	s.routes(e)
 	return e
 }
@@ -126,8 +138,8 @@ func expressNormalize(p string) string {
 	return strings.ToLower(p)
 }
 
-// recoverPanics turns a panic in a handler into a logged 500; the client
-// sees nothing of it.
+// recoverPanics turns a panic in a handler into a 500 whose log line (see
+// observe) names the panic; the client sees nothing of it.
 func (s *server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {
 		defer func() {
@@ -135,8 +147,7 @@ func (s *server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 				if r == http.ErrAbortHandler {
 					panic(r)
 				}
-				s.log.ErrorContext(c.Request().Context(), "panic in handler", "request_id", requestID(c), "panic", r)
-				err = errInternal
+				err = fmt.Errorf("panic in handler: %v: %w", r, errInternal)
 			}
 		}()
 		return next(c)
@@ -170,6 +181,12 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err) // answered here, so the log line below has the status
 		}
 		status := c.Response().Status
+		ctx := c.Request().Context()
+		if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			// The client closed the connection before the answer: nginx's
+			// 499, not a failure of the service (nothing was written).
+			status = statusClientClosed
+		}
 		route := c.Path()
 		if route == "" {
 			route = "unmatched"
@@ -177,15 +194,25 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		elapsed := time.Since(start)
 		s.requests.WithLabelValues(methodLabel(c.Request().Method), route, strconv.Itoa(status)).Observe(elapsed.Seconds())
 		level := slog.LevelInfo
-		if status >= 500 {
+		switch {
+		case status == http.StatusServiceUnavailable:
+			level = slog.LevelWarn // asked to retry: load shedding, not a fault
+		case status >= 500 && status != statusClientClosed:
 			level = slog.LevelError
 		}
-		s.log.Log(c.Request().Context(), level, "request",
-			"request_id", id, "method", c.Request().Method, "path", c.Request().URL.Path,
-			"route", route, "status", status, "duration_ms", float64(elapsed.Microseconds())/1000)
+		attrs := []any{"request_id", id, "method", c.Request().Method, "path", c.Request().URL.Path,
+			"route", route, "status", status, "duration_ms", float64(elapsed.Microseconds()) / 1000, "ip", c.RealIP()}
+		if err != nil && (status >= 500 || status == statusClientClosed) {
+			attrs = append(attrs, "error", err.Error()) // what the client was not told
+		}
+		s.log.Log(ctx, level, "request", attrs...)
 		return nil
 	}
 }
+
+// statusClientClosed is nginx's status for a request whose client went away
+// before the answer.
+const statusClientClosed = 499
 
 // methodLabel is the method as a metric label, from a fixed set: a client
 // may send any token as its method, and each distinct label is a new series.

@@ -69,6 +69,8 @@ type appConfig struct {
 	trustedProxies []*net.IPNet
 	hasher         auth.PasswordHasher // bcrypt at its minimum cost when nil
 	hashing        auth.HashingConfig  // a long wait for a turn when zero: a test's burst is no flood
+	cors           handlers.CORS
+	behindTLS      bool
 }
 
 func defaultConfig() appConfig {
@@ -131,7 +133,7 @@ func startInstance(t testing.TB, cfg appConfig, clk *clock) *app {
 		t.Fatalf("auth.NewService: %v", err)
 	}
 	e := handlers.NewServer(handlers.Deps{Auth: svc, DB: db, Lock: lockCheck, Locks: locks, Registry: registry, Logger: log,
-		Throttle: cfg.throttle, TrustedProxies: cfg.trustedProxies})
+		Throttle: cfg.throttle, TrustedProxies: cfg.trustedProxies, CORS: cfg.cors, BehindTLS: cfg.behindTLS})
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return &app{
