@@ -3,7 +3,11 @@ package handlers
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -91,4 +95,76 @@ func plain(v any) any {
 func itoa(i int) string {
 	b, _ := json.Marshal(i)
 	return string(b)
+}
+
+func TestParseJSONLimits(t *testing.T) {
+	nest := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	nestObj := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
+	members := func(n int, unit string) string {
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = fmt.Sprintf(unit, i)
+		}
+		return strings.Join(parts, ",")
+	}
+	for _, tc := range []struct {
+		name   string
+		body   string
+		status int    // 0: accepted
+		msg    string // the message of a refusal
+	}{
+		{"64 arrays deep", nest(64), 0, ""},
+		{"65 arrays deep", nest(65), 400, "Nesting deeper than 64 levels in JSON at position 64"},
+		{"64 objects deep", nestObj(64), 0, ""},
+		{"65 objects deep", nestObj(65), 400, "Nesting deeper than 64 levels in JSON at position 320"},
+		{"10k unclosed", strings.Repeat("[", 10_000), 400, "Nesting deeper than 64 levels in JSON at position 64"},
+		{"depth counts open brackets only", "[" + strings.Repeat(nest(63)+",", 100) + "0]", 0, ""},
+		{"1000 keys", "{" + members(1000, `"%d":0`) + "}", 0, ""},
+		{"1001 keys", "{" + members(1001, `"%d":0`) + "}", 413, "too many parameters"},
+		{"1001 keys, one repeated", "{" + members(1000, `"%d":0`) + `,"7":1}`, 0, ""},
+		{"1000 elements", "[" + members(1000, `%d`) + "]", 0, ""},
+		{"1001 elements", "[" + members(1001, `%d`) + "]", 413, "too many parameters"},
+		{"1001 nested elements", `{"a":[` + members(1001, `%d`) + "]}", 413, "too many parameters"},
+		{"a syntax error first", `{"a":x,` + members(1001, `"%d":0`) + "}", 400, `Unexpected token 'x', "{"a":x,"0":0,"1"... is not valid JSON`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseJSON(tc.body)
+			var he *httpError
+			switch {
+			case tc.status == 0 && err != nil:
+				t.Fatalf("parseJSON = %v, want it accepted", err)
+			case tc.status == 0:
+			case !errors.As(err, &he):
+				t.Fatalf("parseJSON = %v, want a %d", err, tc.status)
+			case he.status != tc.status || fmt.Sprint(he.message) != tc.msg:
+				t.Fatalf("parseJSON = %d %q, want %d %q", he.status, he.message, tc.status, tc.msg)
+			}
+		})
+	}
+}
+
+// TestSortIndexKeys checks the order against a plain sort: index keys
+// first, ascending by value, then the other keys in their order.
+func TestSortIndexKeys(t *testing.T) {
+	keys := []string{"b", "10", "2", "a", "01", "4294967294", "4294967295", "0", "-1", "1.5", "", "9"}
+	want := []string{"0", "2", "9", "10", "4294967294", "b", "a", "01", "4294967295", "-1", "1.5", ""}
+	got := slices.Clone(keys)
+	sortIndexKeys(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("sortIndexKeys(%q) = %q, want %q", keys, got, want)
+	}
+
+	// 20k keys in descending order, mixed with others: the sort is
+	// n log n, and the result is the reference order.
+	var many []string
+	for i := 20_000; i > 0; i-- {
+		many = append(many, strconv.Itoa(i), "k"+strconv.Itoa(i))
+	}
+	got = slices.Clone(many)
+	sortIndexKeys(got)
+	for i := range 20_000 {
+		if got[i] != strconv.Itoa(i+1) || got[20_000+i] != "k"+strconv.Itoa(20_000-i) {
+			t.Fatalf("sortIndexKeys of 40k keys: position %d is %q, %d is %q", i, got[i], 20_000+i, got[20_000+i])
+		}
+	}
 }
