@@ -245,7 +245,7 @@ func parseForm(text string, latin1 bool) (*object, error) {
 	if strings.Count(text, "&")+1 > formParameterLimit {
 		return nil, parserError(http.StatusRequestEntityTooLarge, "too many parameters")
 	}
-	text = strings.NewReplacer("%5B", "[", "%5b", "[", "%5D", "]", "%5d", "]").Replace(text)
+	text = bracketUnescaper.Replace(text)
 	for part := range strings.SplitSeq(text, "&") {
 		// qs splits a pair at "]=" when there is one, else at the first "=".
 		pos := strings.Index(part, "]=")
@@ -282,6 +282,9 @@ func parseForm(text string, latin1 bool) (*object, error) {
 	sortIndexKeys(o.keys)
 	return o, nil
 }
+
+// bracketUnescaper undoes the escaping of brackets, as qs does first.
+var bracketUnescaper = strings.NewReplacer("%5B", "[", "%5b", "[", "%5D", "]", "%5d", "]")
 
 // formKey splits a qs key into the top-level property it sets and whether
 // the value goes below it (a[b]=1). "[a]=1" sets a, "[]=1" sets 0. More than

@@ -369,12 +369,12 @@ func (p *jsonParser) array() ([]any, *jsonError) {
 		return arr, nil
 	}
 	for {
-		if len(arr) == maxJSONMembers {
-			return nil, &jsonError{limit: errTooManyMembers}
-		}
 		v, err := p.value()
 		if err != nil {
 			return nil, err
+		}
+		if len(arr) == maxJSONMembers {
+			return nil, &jsonError{limit: errTooManyMembers}
 		}
 		arr = append(arr, v)
 		p.skipSpace()
