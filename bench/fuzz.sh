@@ -48,8 +48,12 @@ for entry in "${all[@]}"; do
   else
     result=FAIL
     failed=1
-    echo "---- $target failed; its output:" >&2
-    grep -vE '^fuzz: elapsed: ' "$log" | tail -n 40 >&2
+    echo "---- $target failed: go test exited with status $status; its output:" >&2
+    if grep -qvE '^fuzz: elapsed: ' "$log"; then
+      grep -vE '^fuzz: elapsed: ' "$log" | tail -n 40 >&2
+    else # nothing but progress: the run was cut short (a signal, the OOM killer)
+      tail -n 5 "$log" >&2
+    fi
   fi
   summary+=("$(printf '%-4s %-18s %-11s %5ss  execs %-10s %s' "$result" "$target" "$pkg" "$((SECONDS - start))" "${execs:--}" "${interesting:-}")")
 done
