@@ -226,15 +226,25 @@ func whatwgUTF8(b []byte) string {
 // validPrefix reports whether p is the start of the valid UTF-8 encoding
 // of one character: whether continuation bytes complete it into one. Only
 // the byte after the lead has a range of its own (E0 A0..BF, ED 80..9F, F0
-// 90..BF, F4 80..8F), so trying each value there and 0x80 after suffices.
+// 90..BF, F4 80..8F), so trying each value there, when p is the lead alone,
+// and 0x80 everywhere else suffices.
 func validPrefix(p []byte) bool {
-	for c := byte(0x80); c <= 0xBF; c++ {
-		for total := len(p) + 1; total <= utf8.UTFMax; total++ {
-			q := append(append([]byte(nil), p...), c)
-			for len(q) < total {
-				q = append(q, 0x80)
+	if len(p) >= utf8.UTFMax {
+		return false
+	}
+	var q [utf8.UTFMax]byte
+	n := copy(q[:], p)
+	last := byte(0x80)
+	if n == 1 {
+		last = 0xBF
+	}
+	for c := byte(0x80); c <= last; c++ {
+		q[n] = c
+		for total := n + 1; total <= utf8.UTFMax; total++ {
+			if total > n+1 {
+				q[total-1] = 0x80
 			}
-			if utf8.Valid(q) && utf8.RuneCount(q) == 1 {
+			if utf8.Valid(q[:total]) && utf8.RuneCount(q[:total]) == 1 {
 				return true
 			}
 		}
