@@ -20,6 +20,14 @@ import (
 // bodyLimit is Express's default body-parser limit, "100kb".
 const bodyLimit = 100 << 10
 
+// compressedLimit caps a gzip or deflate body as sent. body-parser limits
+// only what it inflates to, so a stream that inflates to nothing (empty
+// gzip members back to back, empty deflate blocks) is read for as long as
+// the client sends it; here it is a 413 past twice bodyLimit. A body that
+// inflates to bodyLimit or less is never that long: deflate's stored blocks
+// add 5 bytes per 64 KB to incompressible data.
+const compressedLimit = 2 * bodyLimit
+
 // bodyKey is where parseBody leaves the request body for the handlers.
 const bodyKey = "body"
 
@@ -80,8 +88,8 @@ func readBody(r *http.Request) (*object, error) {
 	}
 	defer closeSrc()
 	// raw-body checks the declared length only of an uncompressed body, and
-	// before it looks the charset up.
-	if src == r.Body && r.ContentLength > bodyLimit {
+	// before it looks the charset up; compressedLimit is this service's own.
+	if (src == r.Body && r.ContentLength > bodyLimit) || r.ContentLength > compressedLimit {
 		return nil, errTooLarge
 	}
 	decode, ok := decoders[iconvName(charset)]
@@ -166,9 +174,9 @@ func inflate(r *http.Request) (io.Reader, func(), error) {
 	case "", "identity":
 		return r.Body, noop, nil
 	case "gzip":
-		zr, err = gzip.NewReader(r.Body)
+		zr, err = gzip.NewReader(&capReader{r: r.Body, n: compressedLimit})
 	case "deflate":
-		zr, err = zlib.NewReader(r.Body)
+		zr, err = zlib.NewReader(&capReader{r: r.Body, n: compressedLimit})
 	default: // x-gzip included: body-parser knows it not
 		return nil, noop, parserError(http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported content encoding %q", enc))
 	}
@@ -178,10 +186,36 @@ func inflate(r *http.Request) (io.Reader, func(), error) {
 	return zr, func() { zr.Close() }, nil
 }
 
+// capReader reads r up to n bytes, and fails with errCapped when r has more.
+type capReader struct {
+	r io.Reader
+	n int64
+}
+
+var errCapped = errors.New("compressed body over its limit")
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		var probe [1]byte
+		if k, err := c.r.Read(probe[:]); k == 0 {
+			return 0, err // the end of the body, or the reader's own error
+		}
+		return 0, errCapped
+	}
+	if int64(len(p)) > c.n {
+		p = p[:c.n]
+	}
+	k, err := c.r.Read(p)
+	c.n -= int64(k)
+	return k, err
+}
+
 // inflateError words a failure to inflate the body as Node's zlib does.
 func inflateError(err error) error {
 	var corrupt flate.CorruptInputError
 	switch {
+	case errors.Is(err, errCapped):
+		return errTooLarge
 	case errors.Is(err, gzip.ErrHeader), errors.Is(err, zlib.ErrHeader):
 		return parserError(http.StatusBadRequest, "incorrect header check")
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
@@ -211,7 +245,7 @@ func parseForm(text string, latin1 bool) (*object, error) {
 	if strings.Count(text, "&")+1 > formParameterLimit {
 		return nil, parserError(http.StatusRequestEntityTooLarge, "too many parameters")
 	}
-	text = strings.NewReplacer("%5B", "[", "%5b", "[", "%5D", "]", "%5d", "]").Replace(text)
+	text = bracketUnescaper.Replace(text)
 	for part := range strings.SplitSeq(text, "&") {
 		// qs splits a pair at "]=" when there is one, else at the first "=".
 		pos := strings.Index(part, "]=")
@@ -248,6 +282,9 @@ func parseForm(text string, latin1 bool) (*object, error) {
 	sortIndexKeys(o.keys)
 	return o, nil
 }
+
+// bracketUnescaper undoes the escaping of brackets, as qs does first.
+var bracketUnescaper = strings.NewReplacer("%5B", "[", "%5b", "[", "%5D", "]", "%5d", "]")
 
 // formKey splits a qs key into the top-level property it sets and whether
 // the value goes below it (a[b]=1). "[a]=1" sets a, "[]=1" sets 0. More than

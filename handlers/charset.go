@@ -47,13 +47,21 @@ func decodeUTF8(b []byte) string {
 		return string(b)
 	}
 	var sb strings.Builder
+	sb.Grow(len(b) + len(b)/2)
 	for len(b) > 0 {
-		r, n := utf8.DecodeRune(b)
-		if r == utf8.RuneError && n == 1 {
-			n = invalidPrefix(b)
+		valid := 0 // the valid run before the next invalid byte, written whole
+		for valid < len(b) {
+			r, n := utf8.DecodeRune(b[valid:])
+			if r == utf8.RuneError && n == 1 {
+				break
+			}
+			valid += n
 		}
-		sb.WriteRune(r)
-		b = b[n:]
+		sb.Write(b[:valid])
+		if b = b[valid:]; len(b) > 0 {
+			sb.WriteString("\uFFFD")
+			b = b[invalidPrefix(b):]
+		}
 	}
 	return sb.String()
 }

@@ -1,9 +1,12 @@
 package handlers
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -17,7 +20,7 @@ func parseJSON(text string) (*object, error) {
 	// V8 counts positions, and cuts its error context, in UTF-16 code units:
 	// parsing code units gives the same numbers after an emoji, and turns an
 	// escaped surrogate pair ("\ud83d\ude00") into one character.
-	src := utf16.Encode([]rune(text))
+	src := toUTF16(text)
 	if len(src) == 0 {
 		return &object{vals: map[string]any{}}, nil
 	}
@@ -30,6 +33,9 @@ func parseJSON(text string) (*object, error) {
 		return nil, badJSON(p.unexpectedToken()) // body-parser's strict check, worded by JSON.parse
 	}
 	v, err := p.parse()
+	if err != nil && err.limit != nil {
+		return nil, err.limit
+	}
 	if err != nil {
 		return nil, badJSON(err)
 	}
@@ -48,21 +54,43 @@ func parseJSON(text string) (*object, error) {
 
 func badJSON(err *jsonError) error { return newHTTPError(http.StatusBadRequest, err.msg) }
 
+// Limits of a JSON body that no client of this API comes near (its bodies
+// are flat objects of two or three strings), so that no body costs more
+// than a few times its size to refuse, nor answers more than a few KB. V8
+// has neither limit: past them this service answers where NestJS would go on.
+const (
+	// maxJSONDepth is how deeply objects and arrays may nest. Deeper is a
+	// 400 in JSON.parse's words: "Nesting deeper than 64 levels in JSON at
+	// position N", N the position of the bracket too many.
+	maxJSONDepth = 64
+	// maxJSONMembers is how many keys one object, or elements one array, may
+	// have: qs's parameterLimit, which body-parser sets for urlencoded bodies.
+	// More is body-parser's 413 for a form with too many parameters.
+	maxJSONMembers = formParameterLimit
+)
+
+var errTooManyMembers = parserError(http.StatusRequestEntityTooLarge, "too many parameters")
+
 // jsonParser is a JSON parser that words its errors as V8's JSON.parse does
 // (Node 20), positions counted in UTF-16 code units.
 type jsonParser struct {
-	src []uint16
-	pos int
+	src   []uint16
+	pos   int
+	depth int // objects and arrays open at pos
 }
 
 // jsonError is a JSON.parse error. Its message is JavaScript text: V8 quotes
-// the source by code units, and may cut a surrogate pair in two.
-type jsonError struct{ msg jsText }
+// the source by code units, and may cut a surrogate pair in two. A body past
+// one of the parser's limits has limit, the answer to give instead.
+type jsonError struct {
+	msg   jsText
+	limit *httpError
+}
 
 func (e *jsonError) Error() string { return e.msg.String() }
 
 func newJSONError(format string, args ...any) *jsonError {
-	return &jsonError{jsText(utf16.Encode([]rune(fmt.Sprintf(format, args...))))}
+	return &jsonError{msg: jsText(utf16.Encode([]rune(fmt.Sprintf(format, args...))))}
 }
 
 var errEnd = newJSONError("Unexpected end of JSON input")
@@ -70,7 +98,38 @@ var errEnd = newJSONError("Unexpected end of JSON input")
 // jsText is a JavaScript string: UTF-16 code units, lone surrogates included.
 type jsText []uint16
 
-func (s jsText) String() string { return string(utf16.Decode(s)) }
+func (s jsText) String() string { return fromUTF16(s) }
+
+// toUTF16 is text in UTF-16 code units, an invalid UTF-8 byte as U+FFFD.
+func toUTF16(text string) []uint16 {
+	u := make([]uint16, 0, len(text))
+	for _, r := range text {
+		u = utf16.AppendRune(u, r)
+	}
+	return u
+}
+
+// fromUTF16 is utf16.Decode as a string, a lone surrogate as U+FFFD,
+// without its []rune.
+func fromUTF16(u []uint16) string {
+	var b strings.Builder
+	b.Grow(len(u))
+	for i := 0; i < len(u); i++ {
+		r := rune(u[i])
+		switch {
+		case r < utf8.RuneSelf:
+			b.WriteByte(byte(r))
+			continue
+		case utf16.IsSurrogate(r) && i+1 < len(u):
+			if pair := utf16.DecodeRune(r, rune(u[i+1])); pair != utf8.RuneError {
+				r = pair
+				i++
+			}
+		}
+		b.WriteRune(r) // a lone surrogate is written as U+FFFD
+	}
+	return b.String()
+}
 
 // MarshalJSON writes s as JSON.stringify does: a lone surrogate as \udxxx
 // (which a Go string cannot hold), other text raw but for " \ and controls.
@@ -164,7 +223,7 @@ func (p *jsonParser) unexpected() *jsonError {
 func (p *jsonParser) unexpectedToken() *jsonError {
 	const ctx = 10
 	n := len(p.src)
-	if jsText(p.src).String() == "[object Object]" {
+	if n == len("[object Object]") && jsText(p.src).String() == "[object Object]" {
 		// One of V8's "special strings": what String(obj) sends.
 		return newJSONError(`"[object Object]" is not valid JSON`)
 	}
@@ -185,7 +244,7 @@ func (p *jsonParser) unexpectedToken() *jsonError {
 	} {
 		msg = append(msg, part...)
 	}
-	return &jsonError{msg}
+	return &jsonError{msg: msg}
 }
 
 // peek returns the code unit at pos, or endOfInput.
@@ -229,9 +288,24 @@ func (p *jsonParser) literal(word string) *jsonError {
 	return nil
 }
 
+// enter opens an object or array at pos, unless that nests too deeply.
+func (p *jsonParser) enter() *jsonError {
+	if p.depth == maxJSONDepth {
+		err := p.at(fmt.Sprintf("Nesting deeper than %d levels", maxJSONDepth))
+		err.limit = newHTTPError(http.StatusBadRequest, err.msg)
+		return err
+	}
+	p.depth++
+	p.pos++
+	return nil
+}
+
 func (p *jsonParser) object() (*object, *jsonError) {
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
+	defer func() { p.depth-- }()
 	o := &object{vals: map[string]any{}}
-	p.pos++ // {
 	p.skipSpace()
 	if p.peek() == '}' {
 		p.pos++
@@ -245,6 +319,10 @@ func (p *jsonParser) object() (*object, *jsonError) {
 		if err != nil {
 			return nil, err
 		}
+		_, seen := o.vals[key]
+		if !seen && len(o.keys) == maxJSONMembers {
+			return nil, &jsonError{limit: errTooManyMembers}
+		}
 		p.skipSpace()
 		if p.peek() != ':' {
 			if first {
@@ -257,7 +335,10 @@ func (p *jsonParser) object() (*object, *jsonError) {
 		if err != nil {
 			return nil, err
 		}
-		o.set(key, v)
+		if !seen {
+			o.keys = append(o.keys, key)
+		}
+		o.vals[key] = v // like JSON.parse: the last duplicate wins, in the first one's place
 		p.skipSpace()
 		switch p.peek() {
 		case '}':
@@ -277,8 +358,11 @@ func (p *jsonParser) object() (*object, *jsonError) {
 }
 
 func (p *jsonParser) array() ([]any, *jsonError) {
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
+	defer func() { p.depth-- }()
 	arr := []any{}
-	p.pos++ // [
 	p.skipSpace()
 	if p.peek() == ']' {
 		p.pos++
@@ -288,6 +372,9 @@ func (p *jsonParser) array() ([]any, *jsonError) {
 		v, err := p.value()
 		if err != nil {
 			return nil, err
+		}
+		if len(arr) == maxJSONMembers {
+			return nil, &jsonError{limit: errTooManyMembers}
 		}
 		arr = append(arr, v)
 		p.skipSpace()
@@ -309,19 +396,26 @@ func (p *jsonParser) string() (string, *jsonError) {
 	p.pos++ // "
 	var out []uint16
 	for {
+		// A run of plain characters is taken whole; a string without
+		// escapes is read straight from the source.
+		start := p.pos
+		for p.pos < len(p.src) && p.src[p.pos] >= 0x20 && p.src[p.pos] != '"' && p.src[p.pos] != '\\' {
+			p.pos++
+		}
+		if out == nil && p.peek() == '"' {
+			p.pos++
+			return fromUTF16(p.src[start : p.pos-1]), nil
+		}
+		out = append(out, p.src[start:p.pos]...)
 		c := p.peek()
 		switch {
 		case c == endOfInput:
 			return "", p.at("Unterminated string")
 		case c == '"':
 			p.pos++
-			return string(utf16.Decode(out)), nil
+			return fromUTF16(out), nil
 		case c < 0x20:
 			return "", p.at("Bad control character in string literal")
-		case c != '\\':
-			out = append(out, uint16(c))
-			p.pos++
-			continue
 		}
 		p.pos++ // \
 		switch e := p.peek(); e {
@@ -411,44 +505,54 @@ func (p *jsonParser) number() (float64, *jsonError) {
 			return 0, p.at("Exponent part is missing a number")
 		}
 	}
-	f, _ := strconv.ParseFloat(string(utf16.Decode(p.src[start:p.pos])), 64) // grammar checked; overflow gives ±Inf as in JS
+	// The grammar is checked, and ParseFloat takes it all, overflow (±Inf,
+	// as in JavaScript) included. A short number's text stays on the stack.
+	text := make([]byte, p.pos-start)
+	for i, c := range p.src[start:p.pos] {
+		text[i] = byte(c) // ASCII only
+	}
+	f, _ := strconv.ParseFloat(string(text), 64)
 	return f, nil
 }
 
 // sortIndexKeys puts array-index keys ("0", "17") first in ascending order,
-// as JavaScript orders an object's own properties; other keys keep their order.
+// as JavaScript orders an object's own properties; other keys keep their
+// order. It sorts in n log n: a body of thousands of keys in descending
+// order must not cost a quadratic insertion sort.
 func sortIndexKeys(keys []string) {
-	var idx, rest []string
+	type indexKey struct {
+		n   uint32
+		key string
+	}
+	var idx []indexKey
+	rest := 0
 	for _, k := range keys {
-		if isArrayIndex(k) {
-			idx = append(idx, k)
+		if n, ok := arrayIndex(k); ok {
+			idx = append(idx, indexKey{n, k})
 		} else {
-			rest = append(rest, k)
+			keys[rest] = k // other keys move up, in their order
+			rest++
 		}
 	}
 	if len(idx) == 0 {
 		return
 	}
-	// insertion sort: bodies have a handful of keys
-	for i := 1; i < len(idx); i++ {
-		for j := i; j > 0 && indexLess(idx[j], idx[j-1]); j-- {
-			idx[j], idx[j-1] = idx[j-1], idx[j]
-		}
+	// Keys are unique, so the order of equal indexes never matters.
+	slices.SortFunc(idx, func(a, b indexKey) int { return cmp.Compare(a.n, b.n) })
+	copy(keys[len(idx):], keys[:rest])
+	for i, e := range idx {
+		keys[i] = e.key
 	}
-	copy(keys, idx)
-	copy(keys[len(idx):], rest)
 }
 
-func isArrayIndex(k string) bool {
+// arrayIndex reads an array-index key: a canonical decimal below 2^32-1.
+func arrayIndex(k string) (uint32, bool) {
 	if k == "" || len(k) > 10 || (len(k) > 1 && k[0] == '0') {
-		return false
+		return 0, false
 	}
 	n, err := strconv.ParseUint(k, 10, 64)
-	return err == nil && n < 1<<32-1
-}
-
-func indexLess(a, b string) bool {
-	x, _ := strconv.ParseUint(a, 10, 64)
-	y, _ := strconv.ParseUint(b, 10, 64)
-	return x < y
+	if err != nil || n >= 1<<32-1 {
+		return 0, false
+	}
+	return uint32(n), true
 }

@@ -1,16 +1,26 @@
 package handlers
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 )
 
 // FuzzParseJSON checks the hand-written JSON parser against encoding/json:
-// it never panics, it accepts exactly the objects and arrays encoding/json
-// accepts (after body-parser's strict first-character rule), and it reads
-// the same values.
+// it never panics, it refuses with a 400 (or, past a limit, the limit's
+// answer), and past its limits it refuses only bodies that the standard
+// decoder sees exceed them. Under them it accepts exactly the objects and
+// arrays encoding/json accepts (after body-parser's strict first-character
+// rule), reads the same values, and orders keys as JavaScript does.
+// Numbers are compared as strconv.ParseFloat reads encoding/json's text, so
+// that 1e400 is +Inf in both, as in JavaScript, where json.Unmarshal into a
+// float64 would refuse it.
 func FuzzParseJSON(f *testing.F) {
 	for _, seed := range []string{
 		`{}`, `[]`, `{"email":"a@b.co","password":"x"}`, `{"a":1,"a":2}`, `{"2":1,"1":2,"b":3}`,
@@ -18,6 +28,11 @@ func FuzzParseJSON(f *testing.F) {
 		`[1,[2,{"x":[]}]]`, `{"a":{"b":{"c":[1,2,3]}}}`, ` {"a" : 1 } `, "\ufeff{}", "{\"a\":\"\xff\"}",
 		`{"a":01}`, `{"a":1,}`, `{"a"}`, `{"a":"\x01"}`, `{"a":"\u12"}`, `{"a":1}x`, `null`, `"x"`, ``, ` `,
 		`{"a":-}`, `{"a":1.}`, `{"a":1e}`, `{"a":tru}`, `{"a":"`, `[1 2]`, `{"a" 1}`,
+		`[1e400,-1e400,1e-400,-0]`, `{"n":` + strings.Repeat("9", 400) + `}`,
+		strings.Repeat("[", 64) + strings.Repeat("]", 64), strings.Repeat("[", 65) + strings.Repeat("]", 65),
+		strings.Repeat(`{"a":`, 65) + "0" + strings.Repeat("}", 65),
+		"[" + strings.Repeat("0,", 1000) + "0]", `{"4294967294":0,"4294967295":0,"01":0,"10":0,"9":0}`,
+		`{"__proto__":{"a":1},"constructor":0}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -27,28 +42,39 @@ func FuzzParseJSON(f *testing.F) {
 		if err != nil && !errors.As(err, &he) {
 			t.Fatalf("parseJSON(%q) = %v, want an httpError", raw, err)
 		}
-		if he != nil && he.status != 400 {
-			t.Fatalf("parseJSON(%q) answered %d, want 400", raw, he.status)
-		}
-
-		var want any
-		stdErr := json.Unmarshal(raw, &want)
-		switch want.(type) {
-		case map[string]any, []any:
-		default:
-			if len(raw) > 0 && stdErr == nil {
-				stdErr = errors.New("not an object or array") // body-parser's strict mode
+		if he != nil {
+			if he == errTooManyMembers || strings.HasPrefix(fmt.Sprint(he.message), "Nesting deeper than") {
+				if !exceedsJSONLimits(raw) {
+					t.Fatalf("parseJSON(%q) = %d %v, but the body is within the limits", raw, he.status, he.message)
+				}
+				return
+			}
+			if he.status != 400 {
+				t.Fatalf("parseJSON(%q) answered %d, want 400", raw, he.status)
 			}
 		}
-		if len(raw) == 0 {
-			stdErr = nil // an empty body is {}
-			want = map[string]any{}
+
+		stdOK := json.Valid(raw)
+		if i := bytes.IndexFunc(raw, func(r rune) bool { return !strings.ContainsRune(" \t\n\r", r) }); i < 0 || raw[i] != '{' && raw[i] != '[' {
+			stdOK = false // body-parser's strict mode: an object or an array
 		}
-		if (err == nil) != (stdErr == nil) {
-			t.Fatalf("parseJSON(%q) error = %v, encoding/json error = %v", raw, err, stdErr)
+		if len(raw) == 0 {
+			stdOK = true // an empty body is {}
+		}
+		if (err == nil) != stdOK {
+			t.Fatalf("parseJSON(%q) error = %v, json.Valid = %v", raw, err, stdOK)
 		}
 		if err != nil {
 			return
+		}
+		var want any = map[string]any{}
+		if len(raw) > 0 {
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.UseNumber()
+			if err := dec.Decode(&want); err != nil {
+				t.Fatalf("json.Decode(%q): %v, where json.Valid accepts it", raw, err)
+			}
+			want = floats(want)
 		}
 		if arr, ok := want.([]any); ok {
 			m := map[string]any{}
@@ -60,7 +86,119 @@ func FuzzParseJSON(f *testing.F) {
 		if got := plain(got); !reflect.DeepEqual(got, want) {
 			t.Fatalf("parseJSON(%q) = %#v, encoding/json = %#v", raw, got, want)
 		}
+		checkKeyOrder(t, got)
 	})
+}
+
+// exceedsJSONLimits reports whether encoding/json's tokenizer, reading raw,
+// finds objects or arrays nested deeper than maxJSONDepth, or one with more
+// than maxJSONMembers members, before any syntax error.
+func exceedsJSONLimits(raw []byte) bool {
+	type level struct {
+		object   bool
+		keys     map[string]bool
+		elements int
+		wantKey  bool
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var stack []*level
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		var top *level
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		switch {
+		case top != nil && top.object && top.wantKey:
+			key := tok.(string)
+			if !top.keys[key] && len(top.keys) == maxJSONMembers {
+				return true
+			}
+			top.keys[key], top.wantKey = true, false
+			continue
+		case top != nil && top.object:
+			top.wantKey = true // this token is the value
+		case top != nil:
+			if top.elements++; top.elements > maxJSONMembers {
+				return true
+			}
+		}
+		if d, ok := tok.(json.Delim); ok {
+			if len(stack) == maxJSONDepth {
+				return true
+			}
+			stack = append(stack, &level{object: d == '{', keys: map[string]bool{}, wantKey: true})
+		}
+	}
+}
+
+// floats turns encoding/json's numbers into float64, as JavaScript reads
+// them: out of range is ±Inf (or 0), not an error.
+func floats(v any) any {
+	switch v := v.(type) {
+	case json.Number:
+		f, _ := strconv.ParseFloat(string(v), 64)
+		return f
+	case map[string]any:
+		for k, e := range v {
+			v[k] = floats(e)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = floats(e)
+		}
+	}
+	return v
+}
+
+// checkKeyOrder checks every object's keys: array indexes first, ascending.
+func checkKeyOrder(t *testing.T, v any) {
+	t.Helper()
+	switch v := v.(type) {
+	case *object:
+		checkKeys(t, v)
+		for _, e := range v.vals {
+			checkKeyOrder(t, e)
+		}
+	case []any:
+		for _, e := range v {
+			checkKeyOrder(t, e)
+		}
+	}
+}
+
+// checkKeys checks an object's keys: unique, each with a value, array
+// indexes first in ascending order.
+func checkKeys(t *testing.T, o *object) {
+	t.Helper()
+	if len(o.keys) != len(o.vals) {
+		t.Fatalf("object has keys %q but %d values", o.keys, len(o.vals))
+	}
+	last, indexes := -1, true
+	for _, k := range o.keys {
+		if _, ok := o.vals[k]; !ok {
+			t.Fatalf("key %q has no value", k)
+		}
+		n, isIndex := arrayIndex(k)
+		switch {
+		case isIndex && !indexes:
+			t.Fatalf("index key %q after other keys in %q", k, o.keys)
+		case isIndex && int(n) <= last:
+			t.Fatalf("index key %q out of order in %q", k, o.keys)
+		case isIndex:
+			last = int(n)
+		default:
+			indexes = false
+		}
+	}
 }
 
 // plain turns parsed values into encoding/json's: objects become maps.
@@ -91,4 +229,76 @@ func plain(v any) any {
 func itoa(i int) string {
 	b, _ := json.Marshal(i)
 	return string(b)
+}
+
+func TestParseJSONLimits(t *testing.T) {
+	nest := func(n int) string { return strings.Repeat("[", n) + strings.Repeat("]", n) }
+	nestObj := func(n int) string { return strings.Repeat(`{"a":`, n) + "1" + strings.Repeat("}", n) }
+	members := func(n int, unit string) string {
+		parts := make([]string, n)
+		for i := range parts {
+			parts[i] = fmt.Sprintf(unit, i)
+		}
+		return strings.Join(parts, ",")
+	}
+	for _, tc := range []struct {
+		name   string
+		body   string
+		status int    // 0: accepted
+		msg    string // the message of a refusal
+	}{
+		{"64 arrays deep", nest(64), 0, ""},
+		{"65 arrays deep", nest(65), 400, "Nesting deeper than 64 levels in JSON at position 64"},
+		{"64 objects deep", nestObj(64), 0, ""},
+		{"65 objects deep", nestObj(65), 400, "Nesting deeper than 64 levels in JSON at position 320"},
+		{"10k unclosed", strings.Repeat("[", 10_000), 400, "Nesting deeper than 64 levels in JSON at position 64"},
+		{"depth counts open brackets only", "[" + strings.Repeat(nest(63)+",", 100) + "0]", 0, ""},
+		{"1000 keys", "{" + members(1000, `"%d":0`) + "}", 0, ""},
+		{"1001 keys", "{" + members(1001, `"%d":0`) + "}", 413, "too many parameters"},
+		{"1001 keys, one repeated", "{" + members(1000, `"%d":0`) + `,"7":1}`, 0, ""},
+		{"1000 elements", "[" + members(1000, `%d`) + "]", 0, ""},
+		{"1001 elements", "[" + members(1001, `%d`) + "]", 413, "too many parameters"},
+		{"1001 nested elements", `{"a":[` + members(1001, `%d`) + "]}", 413, "too many parameters"},
+		{"a syntax error first", `{"a":x,` + members(1001, `"%d":0`) + "}", 400, `Unexpected token 'x', "{"a":x,"0":0,"1"... is not valid JSON`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseJSON(tc.body)
+			var he *httpError
+			switch {
+			case tc.status == 0 && err != nil:
+				t.Fatalf("parseJSON = %v, want it accepted", err)
+			case tc.status == 0:
+			case !errors.As(err, &he):
+				t.Fatalf("parseJSON = %v, want a %d", err, tc.status)
+			case he.status != tc.status || fmt.Sprint(he.message) != tc.msg:
+				t.Fatalf("parseJSON = %d %q, want %d %q", he.status, he.message, tc.status, tc.msg)
+			}
+		})
+	}
+}
+
+// TestSortIndexKeys checks the order against a plain sort: index keys
+// first, ascending by value, then the other keys in their order.
+func TestSortIndexKeys(t *testing.T) {
+	keys := []string{"b", "10", "2", "a", "01", "4294967294", "4294967295", "0", "-1", "1.5", "", "9"}
+	want := []string{"0", "2", "9", "10", "4294967294", "b", "a", "01", "4294967295", "-1", "1.5", ""}
+	got := slices.Clone(keys)
+	sortIndexKeys(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("sortIndexKeys(%q) = %q, want %q", keys, got, want)
+	}
+
+	// 20k keys in descending order, mixed with others: the sort is
+	// n log n, and the result is the reference order.
+	var many []string
+	for i := 20_000; i > 0; i-- {
+		many = append(many, strconv.Itoa(i), "k"+strconv.Itoa(i))
+	}
+	got = slices.Clone(many)
+	sortIndexKeys(got)
+	for i := range 20_000 {
+		if got[i] != strconv.Itoa(i+1) || got[20_000+i] != "k"+strconv.Itoa(20_000-i) {
+			t.Fatalf("sortIndexKeys of 40k keys: position %d is %q, %d is %q", i, got[i], 20_000+i, got[20_000+i])
+		}
+	}
 }

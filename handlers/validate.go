@@ -3,6 +3,7 @@ package handlers
 import (
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf16"
@@ -48,15 +49,37 @@ var (
 	}
 )
 
+// The list of validation failures is bounded, where class-validator (with
+// whitelist and forbidNonWhitelisted) lists every unknown property, each
+// named in full: a 100 KB body of short keys would answer some 400 KB, and
+// one long key its own length. So the answer lists the first maxMessages
+// failures, in class-validator's order, and then, if there were more, one
+// last line that counts them ("14000 more errors not listed"); and an
+// unknown property's name is cut to maxKeyInMessage characters, ending in
+// "…". The DTOs' own rules fail at most 7 times, and a client sends a
+// handful of unknown keys at most, so no real answer is changed. The
+// largest 400 is under 8 KB: 16 names of 64 characters each written as
+// \u00XX take 6.6 KB.
+const (
+	maxMessages     = 16
+	maxKeyInMessage = 64
+)
+
 // validate checks body against a DTO the way NestJS's ValidationPipe with
 // whitelist and forbidNonWhitelisted does, and returns the 400 it would
 // answer, or nil. Unknown properties come first, in body order, then each
-// field's failures in declaration order.
+// field's failures in declaration order; the list is cut as said above.
 func validate(body *object, dto []field) error {
 	var msgs []string
+	failed := 0
+	fail := func(msg func() string) {
+		if failed++; failed <= maxMessages {
+			msgs = append(msgs, msg())
+		}
+	}
 	for _, k := range body.keys {
 		if !declared(dto, k) && !neverCopied[k] {
-			msgs = append(msgs, "property "+k+" should not exist")
+			fail(func() string { return "property " + cutName(k) + " should not exist" })
 		}
 	}
 	for _, f := range dto {
@@ -66,14 +89,33 @@ func validate(body *object, dto []field) error {
 		}
 		for _, r := range f.rules {
 			if !r.ok(v, present) {
-				msgs = append(msgs, r.msg)
+				fail(func() string { return r.msg })
 			}
 		}
 	}
 	if msgs == nil {
 		return nil
 	}
+	if failed > maxMessages {
+		msgs = append(msgs, strconv.Itoa(failed-maxMessages)+" more errors not listed")
+	}
 	return newHTTPError(http.StatusBadRequest, msgs)
+}
+
+// cutName is a property name for a message: at most maxKeyInMessage
+// characters, the last "…" when it is cut.
+func cutName(k string) string {
+	n := 0
+	for i := range k {
+		if n == maxKeyInMessage-1 {
+			if utf8.RuneCountInString(k[i:]) > 1 {
+				return k[:i] + "…"
+			}
+			break
+		}
+		n++
+	}
+	return k
 }
 
 // neverCopied are the keys that never reach class-validator, so are never

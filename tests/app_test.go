@@ -428,3 +428,15 @@ func (a *app) activeInFamily(t testing.TB, token string) int64 {
 	}
 	return n
 }
+
+// rowCounts counts the stored users and refresh tokens, and the tokens
+// still active (not revoked), for tests that a request left them alone.
+func (a *app) rowCounts(t testing.TB) (users, tokens, active int64) {
+	t.Helper()
+	err := a.DB.Gorm().Raw(`SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM refresh_tokens),
+		(SELECT COUNT(*) FROM refresh_tokens WHERE revoked_at IS NULL)`).Row().Scan(&users, &tokens, &active)
+	if err != nil {
+		t.Fatalf("count rows: %v", err)
+	}
+	return users, tokens, active
+}
