@@ -40,8 +40,8 @@ wait_up() { for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$1/health" >/de
 peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
 rm -f "$work"/go.db*
-THROTTLE=off BCRYPT_QUEUE_TIMEOUT=1m PORT=$GO_PORT DATABASE_URL="$work/go.db" JWT_SECRET=bench "$work/authsvc" >"$work/go.log" 2>&1 & gopid=$!; pids+=("$gopid")
-(cd "$NEST_DIR" && DATABASE_URL=postgres://postgres@127.0.0.1:5432/nestbench JWT_SECRET=bench PORT=$NEST_PORT exec node dist/main.js) >"$work/nest.log" 2>&1 & nestpid=$!; pids+=("$nestpid")
+THROTTLE=off BCRYPT_QUEUE_TIMEOUT=1m PORT=$GO_PORT DATABASE_URL="$work/go.db" JWT_SECRET=bench-secret-of-at-least-32-bytes-long "$work/authsvc" >"$work/go.log" 2>&1 & gopid=$!; pids+=("$gopid")
+(cd "$NEST_DIR" && DATABASE_URL=postgres://postgres@127.0.0.1:5432/nestbench JWT_SECRET=bench-secret-of-at-least-32-bytes-long PORT=$NEST_PORT exec node dist/main.js) >"$work/nest.log" 2>&1 & nestpid=$!; pids+=("$nestpid")
 wait_up "$GO_PORT"; wait_up "$NEST_PORT"
 
 lt() { "$work/authsvc" loadtest "$@" --json 2>/dev/null || true; }

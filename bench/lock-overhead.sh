@@ -13,8 +13,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 go build -o "$work/authsvc" .
-THROTTLE=off BCRYPT_QUEUE_TIMEOUT=1m PORT=3301 DATABASE_URL="$work/memory.db" JWT_SECRET=bench "$work/authsvc" >"$work/memory.log" 2>&1 & pids+=($!)
-THROTTLE=off BCRYPT_QUEUE_TIMEOUT=1m PORT=3302 DATABASE_URL="$work/redis.db" REDIS_URL=$REDIS JWT_SECRET=bench "$work/authsvc" >"$work/redis.log" 2>&1 & pids+=($!)
+THROTTLE=off BCRYPT_QUEUE_TIMEOUT=1m PORT=3301 DATABASE_URL="$work/memory.db" JWT_SECRET=bench-secret-of-at-least-32-bytes-long "$work/authsvc" >"$work/memory.log" 2>&1 & pids+=($!)
+THROTTLE=off BCRYPT_QUEUE_TIMEOUT=1m PORT=3302 DATABASE_URL="$work/redis.db" REDIS_URL=$REDIS JWT_SECRET=bench-secret-of-at-least-32-bytes-long "$work/authsvc" >"$work/redis.log" 2>&1 & pids+=($!)
 for port in 3301 3302; do
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
 done
