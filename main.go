@@ -143,7 +143,14 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 		log.Warn("JWT_SECRET is not set: using a random secret for this process; tokens will not survive a restart or verify on other instances")
 	}
 
-	db, err := openDatabase(ctx, cfg, log)
+	registry := prometheus.NewRegistry()
+	groups := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "auth_group_commit_size",
+		Help:    "Rotations committed per SQLite transaction (group commit).",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
+	})
+	registry.MustRegister(groups)
+	db, err := openDatabase(ctx, cfg, log, models.OnGroupCommit(func(n int) { groups.Observe(float64(n)) }))
 	if err != nil {
 		return err
 	}
@@ -182,7 +189,6 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 		}
 	})
 
-	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "auth_db_retries_total",
@@ -249,8 +255,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 
 // openDatabase opens DATABASE_URL and migrates its schema, or with
 // MIGRATE_ON_START=false refuses a schema that lacks migrations.
-func openDatabase(ctx context.Context, cfg config.Config, log *slog.Logger) (*models.DB, error) {
-	db, err := models.Open(ctx, cfg.DatabaseURL, log, models.MigrateOnOpen(cfg.MigrateOnStart))
+func openDatabase(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...models.OpenOption) (*models.DB, error) {
+	db, err := models.Open(ctx, cfg.DatabaseURL, log, append(opts, models.MigrateOnOpen(cfg.MigrateOnStart))...)
 	if errors.Is(err, models.ErrPendingMigrations) {
 		return nil, fmt.Errorf("%w; run \"authsvc migrate\" first, or start with MIGRATE_ON_START=true", err)
 	}

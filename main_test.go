@@ -351,3 +351,25 @@ func TestJSONLogsWithTheDatabaseDown(t *testing.T) {
 		t.Errorf("no JSON line for the fatal error in:\n%s", strings.Join(lines, "\n"))
 	}
 }
+
+// The metrics an operator of a lock service expects: how long refreshes
+// wait for and hold a token's lock, and how rotations share SQLite's
+// transactions.
+func TestRunLockAndGroupCommitMetrics(t *testing.T) {
+	url, _, _ := startRun(t, nil)
+	tok := post(t, url+"/auth/register", map[string]string{"email": "metrics@example.com", "password": "password123"})["refreshToken"].(string)
+	for range 3 {
+		tok = post(t, url+"/auth/refresh", map[string]string{"refreshToken": tok})["refreshToken"].(string)
+	}
+	res, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{"auth_refresh_lock_wait_seconds_count 3", "auth_refresh_lock_hold_seconds_count 3", "auth_group_commit_size_count 3"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

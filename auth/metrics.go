@@ -1,12 +1,18 @@
 package auth
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics are the service's Prometheus collectors. A nil *Metrics records nothing.
 type Metrics struct {
 	refreshes *prometheus.CounterVec
 	callers   *prometheus.CounterVec
 	locks     *prometheus.CounterVec
+	lockWaits prometheus.Histogram
+	lockHolds prometheus.Histogram
 	hash      hashMetrics
 }
 
@@ -26,7 +32,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Locks asked for to rotate a live refresh token, by outcome: acquired; unavailable or abandoned (the rotation went on under the database compare-and-swap alone); timeout (a live holder kept it too long).",
 		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.refreshes, m.callers, m.locks)
+	lockBuckets := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+	m.lockWaits = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "auth_refresh_lock_wait_seconds",
+		Help:    "Time from asking for a token's lock to holding it, for the rotations that got it.",
+		Buckets: lockBuckets,
+	})
+	m.lockHolds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "auth_refresh_lock_hold_seconds",
+		Help:    "Time a token's lock was held: the rotation under it.",
+		Buckets: lockBuckets,
+	})
+	reg.MustRegister(m.refreshes, m.callers, m.locks, m.lockWaits, m.lockHolds)
 	m.hash = newHashMetrics(reg)
 	return m
 }
@@ -51,5 +68,17 @@ func (m *Metrics) shared(shared bool) {
 func (m *Metrics) lock(outcome string) {
 	if m != nil {
 		m.locks.WithLabelValues(outcome).Inc()
+	}
+}
+
+func (m *Metrics) lockWait(d time.Duration) {
+	if m != nil {
+		m.lockWaits.Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) lockHold(d time.Duration) {
+	if m != nil {
+		m.lockHolds.Observe(d.Seconds())
 	}
 }

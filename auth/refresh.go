@@ -72,9 +72,13 @@ func (s *Service) refresh(ctx context.Context, presented string, hash []byte, ke
 	}
 	var out Tokens
 	ran := false
+	asked := time.Now()
 	err = s.locks.WithLock(ctx, "refresh_token_"+key, func(ctx context.Context) error {
 		ran = true
+		held := time.Now()
 		s.metrics.lock("acquired")
+		s.metrics.lockWait(held.Sub(asked))
+		defer func() { s.metrics.lockHold(time.Since(held)) }()
 		if mutex.Contended(ctx) {
 			// Another holder went first, here or on another instance, and
 			// has most likely rotated the token: read it again rather than

@@ -70,6 +70,7 @@ func Open(ctx context.Context, url string, log *slog.Logger, opts ...OpenOption)
 		_ = db.Close()
 		return nil, err
 	}
+	db.hot.group.onCommit = o.onGroupCommit
 	return db, nil
 }
 

@@ -31,10 +31,11 @@ type rotation struct {
 // and commits groups until the queue is empty; the others wait for their
 // result. At low load every group has one rotation, and nothing waits.
 type groupCommit struct {
-	mu      sync.Mutex
-	queue   []*rotation
-	leading bool
-	commits atomic.Int64 // transactions committed, for tests and benchmarks
+	mu       sync.Mutex
+	queue    []*rotation
+	leading  bool
+	commits  atomic.Int64   // transactions committed, for tests and benchmarks
+	onCommit func(size int) // reports each group's size; nil: nobody asked
 }
 
 func (g *groupCommit) rotate(ctx context.Context, db *sql.DB, h *hotPath, r *rotation) error {
@@ -92,6 +93,9 @@ func (g *groupCommit) lead(ctx context.Context, db *sql.DB, h *hotPath) {
 		g.mu.Unlock()
 		g.commit(ctx, db, h, batch)
 		g.commits.Add(1)
+		if g.onCommit != nil {
+			g.onCommit(len(batch))
+		}
 	}
 }
 

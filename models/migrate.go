@@ -49,7 +49,15 @@ type Migration struct {
 type OpenOption func(*openOptions)
 
 type openOptions struct {
-	migrate bool
+	migrate       bool
+	onGroupCommit func(size int)
+}
+
+// OnGroupCommit has fn called with the number of rotations of every SQLite
+// group commit (see groupCommit): how well concurrent rotations share their
+// transactions. fn must be cheap and safe for concurrent use.
+func OnGroupCommit(fn func(size int)) OpenOption {
+	return func(o *openOptions) { o.onGroupCommit = fn }
 }
 
 // MigrateOnOpen sets whether Open applies pending migrations (the default)
