@@ -11,6 +11,7 @@ import (
 // Express's do; any other method or path is Express's 404.
 func (s *server) routes(e *echo.Echo) {
 	get := []string{http.MethodGet, http.MethodHead}
+	docs := newDocs()
 	for _, r := range []*echo.Route{
 		e.POST("/auth/register", s.register, s.throttle.byIP("register")),
 		e.POST("/auth/login", s.login, s.throttle.byIP("login")),
@@ -19,6 +20,9 @@ func (s *server) routes(e *echo.Echo) {
 		e.Match(get, "/auth/me", s.me)[0],
 		e.Match(get, "/health", s.health)[0],
 		e.Match(get, "/metrics", echo.WrapHandler(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})))[0],
+		e.Match(get, "/api-json", docs.json)[0],
+		e.Match(get, "/api", docs.page)[0],
+		e.Match(get, "/api/:asset", docs.asset)[0],
 	} {
 		// Without this, echo answers another method on a known path itself:
 		// OPTIONS with 204 and an Allow header, the rest with 405 and Allow.

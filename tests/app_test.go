@@ -36,6 +36,7 @@ import (
 	"github.com/tokenrelay/authsvc/handlers"
 	"github.com/tokenrelay/authsvc/models"
 	"github.com/tokenrelay/authsvc/mutex"
+	"github.com/tokenrelay/authsvc/openapi/openapitest"
 )
 
 const testSecret = "test-secret-do-not-use"
@@ -51,6 +52,7 @@ type app struct {
 	Clock       *clock
 	Server      *httptest.Server
 	client      *http.Client
+	contract    *openapitest.Transport // client's: checks every answer against the OpenAPI document; nil in benchmarks
 }
 
 type appConfig struct {
@@ -136,9 +138,10 @@ func startInstance(t testing.TB, cfg appConfig, clk *clock) *app {
 		Throttle: cfg.throttle, TrustedProxies: cfg.trustedProxies, CORS: cfg.cors, BehindTLS: cfg.behindTLS})
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
+	client, contract := contractClient(t)
 	return &app{
 		URL: srv.URL, DatabaseURL: cfg.databaseURL, DB: db, Locks: locks, Registry: registry, Logs: logs, Clock: clk, Server: srv,
-		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1000}, Timeout: 30 * time.Second},
+		client: client, contract: contract,
 	}
 }
 

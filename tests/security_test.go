@@ -3,8 +3,11 @@ package tests
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -221,5 +224,30 @@ func TestHelmetHeaders(t *testing.T) {
 				t.Errorf("GET %s (behind TLS %v): Content-Security-Policy %q", path, tls, csp)
 			}
 		}
+	}
+}
+
+// The documentation page runs under helmet's Content-Security-Policy: its
+// own inline scripts are allowed by their hashes, and nothing else inline.
+func TestDocsPageCSPAllowsItsScripts(t *testing.T) {
+	t.Parallel()
+	a := newApp(t, defaultConfig())
+	r, err := a.do(http.MethodGet, "/api", "", nil)
+	if err != nil || r.Status != http.StatusOK {
+		t.Fatalf("GET /api = %v, %v", r, err)
+	}
+	csp := r.Header.Get("Content-Security-Policy")
+	scripts := regexp.MustCompile(`(?s)<script>(.*?)</script>`).FindAllSubmatch(r.Body, -1)
+	if len(scripts) == 0 {
+		t.Fatal("the page has no inline script: this test checks nothing")
+	}
+	for _, m := range scripts {
+		sum := sha256.Sum256(m[1])
+		if h := "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"; !strings.Contains(csp, h) {
+			t.Errorf("the page's Content-Security-Policy %q does not allow its inline script %s", csp, h)
+		}
+	}
+	if strings.Contains(csp, "unsafe-inline'") && strings.Contains(csp, "script-src 'self' 'unsafe-inline'") {
+		t.Errorf("scripts allowed inline wholesale: %q", csp)
 	}
 }
