@@ -150,7 +150,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
 	})
 	registry.MustRegister(groups)
-	db, err := openDatabase(ctx, cfg, log, models.OnGroupCommit(func(n int) { groups.Observe(float64(n)) }))
+	db, err := openDatabase(ctx, cfg, log, models.MaxConns(cfg.DBMaxConns), models.OnGroupCommit(func(n int) { groups.Observe(float64(n)) }))
 	if err != nil {
 		return err
 	}

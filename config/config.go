@@ -42,6 +42,7 @@ var Variables = []Variable{
 	{"TRUSTED_PROXIES", "none", "CIDRs or addresses of proxies whose X-Forwarded-For gives the client address"},
 	{"BCRYPT_CONCURRENCY", "GOMAXPROCS", "password hashes computed at once"},
 	{"BCRYPT_QUEUE_TIMEOUT", "5s", "longest wait for a turn to hash; past it, 503"},
+	{"DB_MAX_CONNS", "20", "PostgreSQL connections per instance; all instances together must stay under the server's max_connections"},
 	{"CORS_ORIGINS", "unset", "comma-separated origins allowed to call from a browser (* for any); unset: CORS off"},
 	{"CORS_CREDENTIALS", "false", "true: allow credentials on cross-origin calls (needs explicit CORS_ORIGINS)"},
 	{"BEHIND_TLS", "false", "true when a TLS-terminating proxy is in front: answers carry Strict-Transport-Security"},
@@ -76,6 +77,7 @@ type Config struct {
 	BcryptConcurrency  int           // BCRYPT_CONCURRENCY: hashes at once (GOMAXPROCS)
 	BcryptQueueTimeout time.Duration // BCRYPT_QUEUE_TIMEOUT: longest wait for a turn to hash (5s)
 
+	DBMaxConns      int      // DB_MAX_CONNS: PostgreSQL connections per instance (20)
 	CORSOrigins     []string // CORS_ORIGINS: comma-separated origins, "*" for any; none: CORS off
 	CORSCredentials bool     // CORS_CREDENTIALS: Access-Control-Allow-Credentials
 	BehindTLS       bool     // BEHIND_TLS: a TLS-terminating proxy is in front (Strict-Transport-Security)
@@ -161,6 +163,12 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	if err := c.loadHTTP(getenv); err != nil {
 		return Config{}, err
+	}
+	c.DBMaxConns = 20
+	if v := getenv("DB_MAX_CONNS"); v != "" {
+		if c.DBMaxConns, err = strconv.Atoi(v); err != nil || c.DBMaxConns < 1 {
+			return Config{}, fmt.Errorf("DB_MAX_CONNS: %q: want a whole number of at least 1", v)
+		}
 	}
 	// Lifetimes that contradict each other would fail users in ways nobody
 	// asked for: refuse them.

@@ -71,6 +71,11 @@ func Open(ctx context.Context, url string, log *slog.Logger, opts ...OpenOption)
 		return nil, err
 	}
 	db.hot.group.onCommit = o.onGroupCommit
+	if o.maxConns > 0 && db.dialect == "postgres" {
+		sqlDB, _ := db.write.DB()
+		sqlDB.SetMaxOpenConns(o.maxConns)
+		sqlDB.SetMaxIdleConns(o.maxConns)
+	}
 	return db, nil
 }
 
@@ -101,8 +106,8 @@ func connect(ctx context.Context, url string, log *slog.Logger) (*DB, error) {
 		}
 		db.read = db.write
 		sqlDB, _ := db.write.DB()
-		sqlDB.SetMaxOpenConns(32)
-		sqlDB.SetMaxIdleConns(32)
+		sqlDB.SetMaxOpenConns(DefaultMaxConns)
+		sqlDB.SetMaxIdleConns(DefaultMaxConns)
 	} else {
 		dsn, err := sqliteDSN(url)
 		if err != nil {

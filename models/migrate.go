@@ -51,6 +51,18 @@ type OpenOption func(*openOptions)
 type openOptions struct {
 	migrate       bool
 	onGroupCommit func(size int)
+	maxConns      int
+}
+
+// DefaultMaxConns is the size of a PostgreSQL connection pool unless
+// MaxConns says otherwise: three instances stay well under PostgreSQL's
+// default of 100 connections, and two cores gain nothing from more.
+const DefaultMaxConns = 20
+
+// MaxConns sets how many PostgreSQL connections the pool may hold (SQLite
+// has one writer and a few readers whatever it says).
+func MaxConns(n int) OpenOption {
+	return func(o *openOptions) { o.maxConns = n }
 }
 
 // OnGroupCommit has fn called with the number of rotations of every SQLite
