@@ -43,8 +43,10 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
-// buildService builds the module's main package into dir. The first build
-// compiles go-sqlite3 with cgo, which takes minutes; the build cache keeps it.
+// buildService builds the service into dir with scripts/build.sh, the build
+// the container image ships, so the tests run what is deployed. The first
+// build compiles go-sqlite3 with cgo, which takes minutes; the build cache
+// keeps it.
 func buildService(dir string) (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
@@ -54,11 +56,12 @@ func buildService(dir string) (string, error) {
 	if gomod == "" || gomod == os.DevNull {
 		return "", fmt.Errorf("go env GOMOD: not inside a module")
 	}
+	root := filepath.Dir(gomod)
 	bin := filepath.Join(dir, "authsvc")
-	cmd := exec.Command("go", "build", "-o", bin, filepath.Dir(gomod))
-	cmd.Dir = filepath.Dir(gomod)
+	cmd := exec.Command(filepath.Join(root, "scripts", "build.sh"), bin)
+	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %w\n%s", err, out)
+		return "", fmt.Errorf("scripts/build.sh: %w\n%s", err, out)
 	}
 	return bin, nil
 }
