@@ -103,15 +103,15 @@ for round in $(seq 1 "$ROUNDS"); do
   for port in "${ports[@]}"; do wait_up "$port"; done
 done
 
-python3 - "$work/results" <<'PY'
-import json, statistics, sys
+CLIENTS=$CLIENTS python3 - "$work/results" <<'PY'
+import json, os, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 by = {}
 for r in runs:
     by.setdefault(r["name"], []).append(r)
 med = lambda name, key: statistics.median(r[key] for r in by[name] if key in r)
 floor = med("floor", "rate")
-print("\nmedians of %d rounds, %s clients:" % (len(by["floor"]), sys.argv[0] and "the same"))
+print("\nmedians of %d rounds, %s clients:" % (len(by["floor"]), os.environ.get("CLIENTS", "50")))
 print("  PostgreSQL floor (pgbench, bench/pg-rotation.sql): %.0f rotations/s" % floor)
 for name, label in [("cluster", "3 instances + Redis lock"), ("single", "1 instance + Redis lock"), ("degraded", "3 instances, Redis down")]:
     print("  %-26s %6.0f refreshes/s = %.2f x floor, p50 %.2f ms, p99 %.2f ms, max %.2f ms, failed %d"
