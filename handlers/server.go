@@ -156,13 +156,6 @@ func (s *server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 
 var errInternal = &httpError{status: http.StatusInternalServerError, message: "Internal server error", shape: parserShape}
 
-const requestIDKey = "request_id"
-
-func requestID(c echo.Context) string {
-	id, _ := c.Get(requestIDKey).(string)
-	return id
-}
-
 // observe gives each request an ID (X-Request-Id, taken from the client when
 // it sends a sane one), logs it once it is answered and records its metrics.
 // It logs the path, never the query, the headers or the body, where tokens travel.
@@ -173,7 +166,6 @@ func (s *server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if !saneRequestID(id) {
 			id = rand.Text()
 		}
-		c.Set(requestIDKey, id)
 		c.Response().Header().Set(echo.HeaderXRequestID, id)
 
 		err := next(c)
