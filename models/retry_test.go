@@ -427,7 +427,7 @@ func TestPostgresDeadPoolCostsOneRetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const conns = 32
+	const conns = DefaultMaxConns
 	// Fill the pool: conns queries at once, each holding its connection
 	// until all of them have one. Twice: pgx pings a connection on its first
 	// reuse.
