@@ -378,6 +378,11 @@ func newLockService(ctx context.Context, cfg config.Config, log *slog.Logger, re
 	if opts.MaxRetries == 0 {
 		opts.MaxRetries = 1 // acquiring is idempotent, so a retried command is safe
 	}
+	if opts.DialerRetries == 0 {
+		// go-redis dials 5 times, 100 ms apart, before it gives up: the
+		// request that probes a Redis that is down would wait that long.
+		opts.DialerRetries = 1
+	}
 	client := redis.NewClient(opts)
 	// go-redis reports each failed dial itself; the lock reports an outage
 	// once, so its lines go to debug, in the service's log format.
