@@ -3,21 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"gorm.io/driver/postgres"
-	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
-
+	"github.com/tokenrelay/authsvc/internal/testpg"
 	"github.com/tokenrelay/authsvc/models"
 )
 
@@ -26,32 +21,8 @@ import (
 func eachDatabaseURL(t *testing.T, fn func(t *testing.T, databaseURL string)) {
 	t.Run("sqlite", func(t *testing.T) { fn(t, filepath.Join(t.TempDir(), "auth.db")) })
 	t.Run("postgres", func(t *testing.T) {
-		base := os.Getenv("TEST_POSTGRES_URL")
-		if base == "" {
-			t.Skip("TEST_POSTGRES_URL is not set")
-		}
-		admin, err := gorm.Open(postgres.Open(base), &gorm.Config{Logger: logger.Discard})
-		if err != nil {
-			t.Fatalf("connect to TEST_POSTGRES_URL: %v", err)
-		}
-		schema := "t_" + strings.ToLower(rand.Text()[:16])
-		if err := admin.Exec("CREATE SCHEMA " + schema).Error; err != nil {
-			t.Fatalf("create schema: %v", err)
-		}
-		t.Cleanup(func() {
-			admin.Exec("DROP SCHEMA " + schema + " CASCADE")
-			if s, err := admin.DB(); err == nil {
-				s.Close()
-			}
-		})
-		u, err := url.Parse(base)
-		if err != nil {
-			t.Fatalf("TEST_POSTGRES_URL: %v", err)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		fn(t, u.String())
+		u, _ := testpg.Schema(t)
+		fn(t, u)
 	})
 }
 

@@ -3,12 +3,9 @@ package models
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,6 +17,8 @@ import (
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+
+	"github.com/tokenrelay/authsvc/internal/testpg"
 )
 
 // legacyUser and legacyRefreshToken are the models as they stood when
@@ -65,40 +64,17 @@ func eachDatabase(t *testing.T, fn func(t *testing.T, dialect string, fresh func
 		fn(t, "sqlite", func() testDB { return testDB{url: filepath.Join(t.TempDir(), "auth.db")} })
 	})
 	t.Run("postgres", func(t *testing.T) {
-		base := os.Getenv("TEST_POSTGRES_URL")
-		if base == "" {
-			t.Skip("TEST_POSTGRES_URL is not set")
-		}
-		fn(t, "postgres", func() testDB { return postgresSchema(t, base) })
+		testpg.Require(t)
+		fn(t, "postgres", func() testDB { return postgresSchema(t) })
 	})
 }
 
-// postgresSchema creates a schema of the test's own on base's server,
-// dropped when the test ends, and returns a URL whose search_path is it.
-func postgresSchema(t *testing.T, base string) testDB {
+// postgresSchema creates a schema of the test's own on TEST_POSTGRES_URL's
+// server, dropped when the test ends.
+func postgresSchema(t *testing.T) testDB {
 	t.Helper()
-	admin, err := gorm.Open(postgres.Open(base), &gorm.Config{Logger: logger.Discard})
-	if err != nil {
-		t.Fatalf("connect to TEST_POSTGRES_URL: %v", err)
-	}
-	schema := "t_" + strings.ToLower(rand.Text()[:16])
-	if err := admin.Exec("CREATE SCHEMA " + schema).Error; err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		admin.Exec("DROP SCHEMA " + schema + " CASCADE")
-		if s, err := admin.DB(); err == nil {
-			s.Close()
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("TEST_POSTGRES_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return testDB{url: u.String(), schema: schema}
+	u, schema := testpg.Schema(t)
+	return testDB{url: u, schema: schema}
 }
 
 // latestVersion is the highest version among the embedded migrations of dialect.

@@ -16,7 +16,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,12 +27,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
-	"gorm.io/driver/postgres"
-	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
 
 	"github.com/tokenrelay/authsvc/auth"
 	"github.com/tokenrelay/authsvc/handlers"
+	"github.com/tokenrelay/authsvc/internal/testpg"
 	"github.com/tokenrelay/authsvc/models"
 	"github.com/tokenrelay/authsvc/mutex"
 	"github.com/tokenrelay/authsvc/openapi/openapitest"
@@ -181,32 +178,8 @@ func databases(t *testing.T, fn func(t *testing.T, databaseURL string)) {
 // search_path is a schema of this test's own, dropped when the test ends.
 func postgresSchema(t *testing.T) string {
 	t.Helper()
-	base := os.Getenv("TEST_POSTGRES_URL")
-	if base == "" {
-		t.Skip("TEST_POSTGRES_URL is not set")
-	}
-	admin, err := gorm.Open(postgres.Open(base), &gorm.Config{Logger: logger.Discard})
-	if err != nil {
-		t.Fatalf("connect to TEST_POSTGRES_URL: %v", err)
-	}
-	schema := "t_" + strings.ToLower(rand.Text()[:16])
-	if err := admin.Exec("CREATE SCHEMA " + schema).Error; err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		admin.Exec("DROP SCHEMA " + schema + " CASCADE")
-		if s, err := admin.DB(); err == nil {
-			s.Close()
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("TEST_POSTGRES_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
+	u, _ := testpg.Schema(t)
+	return u
 }
 
 // response is an HTTP answer, read whole.
