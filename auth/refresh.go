@@ -67,7 +67,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 // refresh is the operation that concurrent Refresh calls of one token share.
 func (s *Service) refresh(ctx context.Context, presented string, hash []byte, key string) (Tokens, error) {
 	st, err := s.store.TokenByHash(ctx, hash)
-	if out, done, err := s.settle(ctx, presented, st, err); done {
+	if out, done, err := s.settle(ctx, presented, hash, st, err); done {
 		return out, err
 	}
 	var out Tokens
@@ -86,32 +86,36 @@ func (s *Service) refresh(ctx context.Context, presented string, hash []byte, ke
 			var err error
 			st, err = s.store.TokenByHash(ctx, hash)
 			var done bool
-			if out, done, err = s.settle(ctx, presented, st, err); done {
+			if out, done, err = s.settle(ctx, presented, hash, st, err); done {
 				return err
 			}
 		}
 		out, err = s.rotate(ctx, presented, hash, st)
 		return err
 	})
-	if !ran && (errors.Is(err, mutex.ErrUnavailable) || errors.Is(err, mutex.ErrAbandoned)) {
-		// The lock only saves work: go on under the compare-and-swap alone.
-		if errors.Is(err, mutex.ErrUnavailable) {
-			s.metrics.lock("unavailable")
-		} else {
-			s.metrics.lock("abandoned")
-		}
-		return s.rotate(ctx, presented, hash, st)
+	if ran {
+		return out, err
 	}
-	if !ran && errors.Is(err, mutex.ErrLockTimeout) {
+	switch {
+	case errors.Is(err, mutex.ErrUnavailable):
+		s.metrics.lock("unavailable")
+	case errors.Is(err, mutex.ErrAbandoned):
+		s.metrics.lock("abandoned")
+	case errors.Is(err, mutex.ErrLockTimeout):
 		s.metrics.lock("timeout")
+		return Tokens{}, err
+	default:
+		return Tokens{}, err
 	}
-	return out, err
+	// The lock only saves work: go on under the compare-and-swap alone.
+	return s.rotate(ctx, presented, hash, st)
 }
 
 // settle answers a token that is not live (unknown, revoked, rotated or
 // expired) from what TokenByHash returned, with done set; for a live token it
 // returns done false.
-func (s *Service) settle(ctx context.Context, presented string, st models.TokenState, err error) (_ Tokens, done bool, _ error) {
+func (s *Service) settle(ctx context.Context, presented string, hash []byte, st models.TokenState, err error) (_ Tokens, done bool, _ error) {
+	now := s.now().UTC()
 	switch {
 	case errors.Is(err, models.ErrNotFound):
 		s.metrics.result("invalid")
@@ -122,9 +126,9 @@ func (s *Service) settle(ctx context.Context, presented string, st models.TokenS
 		s.metrics.result("revoked")
 		return Tokens{}, true, ErrInvalidToken
 	case st.RotatedAt != nil:
-		out, err := s.replay(ctx, presented, st, s.now().UTC())
+		out, err := s.replay(ctx, presented, hash, st, now)
 		return out, true, err
-	case !s.now().Before(st.ExpiresAt):
+	case !now.Before(st.ExpiresAt):
 		s.metrics.result("expired")
 		return Tokens{}, true, ErrInvalidToken
 	}
@@ -162,7 +166,7 @@ func (s *Service) rotate(ctx context.Context, presented string, hash []byte, st 
 			s.metrics.result("rotated")
 			return out, nil
 		}
-		if out, done, err := s.settle(ctx, presented, st, err); done {
+		if out, done, err := s.settle(ctx, presented, hash, st, err); done {
 			return out, err
 		}
 		// Still live after a lost swap: only a rotation rolled back
@@ -178,7 +182,7 @@ func (s *Service) rotate(ctx context.Context, presented string, hash []byte, st 
 
 // replay answers a token that was already rotated: its successor again within
 // the reuse window while the successor is unused, otherwise reuse detection.
-func (s *Service) replay(ctx context.Context, presented string, st models.TokenState, now time.Time) (Tokens, error) {
+func (s *Service) replay(ctx context.Context, presented string, hash []byte, st models.TokenState, now time.Time) (Tokens, error) {
 	if now.Sub(*st.RotatedAt) < s.reuseWindow && st.SuccessorActive(now) {
 		successor, err := openSuccessor(s.sealKeys, presented, st.SuccessorSealed, st.SuccessorHash)
 		if err == nil {
@@ -189,8 +193,7 @@ func (s *Service) replay(ctx context.Context, presented string, st models.TokenS
 			// A logout may have committed since st was read. Checked after
 			// the access token is signed, so that a pair handed out was
 			// minted before any logout of its family.
-			h := hashToken(presented)
-			again, err := s.store.TokenByHash(ctx, h[:])
+			again, err := s.store.TokenByHash(ctx, hash)
 			if err != nil && !errors.Is(err, models.ErrNotFound) {
 				return Tokens{}, err
 			}

@@ -210,12 +210,10 @@ func (r *Redis) acquire(ctx context.Context, key string) (token string, waited b
 		}
 		waited = true
 		now := time.Now()
-		if ttl := reply[1]; ttl > lastTTL {
+		if reply[1] > lastTTL {
 			lastAlive = now // a renewal, or a new holder with a fresh lease
-			lastTTL = ttl
-		} else {
-			lastTTL = ttl
 		}
+		lastTTL = reply[1]
 		if now.Sub(lastAlive) >= r.opts.AbandonAfter {
 			return "", waited, fmt.Errorf("%w: %q not renewed for %v", ErrAbandoned, key, now.Sub(lastAlive).Round(time.Millisecond))
 		}
