@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -174,25 +173,13 @@ func runChain(ctx context.Context, ts targets, cfg chainConfig, accts []account,
 	}
 
 	workers := make([]*chainer, cfg.clients)
-	start := make(chan struct{})
-	var ready, done sync.WaitGroup
-	ready.Add(len(workers))
 	for i := range workers {
-		w := &chainer{ts: ts, next: i + 1, acct: accts[i%len(accts)], prog: prog,
+		workers[i] = &chainer{ts: ts, next: i + 1, acct: accts[i%len(accts)], prog: prog,
 			refreshes: newTallies(len(ts)), relogins: newTallies(len(ts)), latencies: make([][]time.Duration, len(ts))}
-		workers[i] = w
-		done.Go(func() {
-			ready.Done()
-			<-start
-			w.run(ctx, tokens[i], more)
-		})
 	}
-	ready.Wait()
-	released := time.Now()
-	deadline = released.Add(cfg.duration)
-	close(start)
-	done.Wait()
-	elapsed := time.Since(released)
+	elapsed := releaseTogether(len(workers),
+		func(released time.Time) { deadline = released.Add(cfg.duration) },
+		func(i int) { workers[i].run(ctx, tokens[i], more) })
 
 	refreshes, relogins := newTally(), newTally()
 	var latencies []time.Duration

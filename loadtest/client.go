@@ -196,7 +196,7 @@ type targetError struct {
 
 func (e *targetError) Error() string {
 	if e.foreign {
-		return fmt.Sprintf("%s %s answered %d %q: the server does not speak the authsvc HTTP contract (see Endpoints in README.md)",
+		return fmt.Sprintf("%s %s answered %d %q: the server does not speak the authsvc HTTP contract (see docs/API.md)",
 			e.method, e.url, e.status, bodyStart(e.body, 80))
 	}
 	msg := fmt.Sprintf("%s %s answered %d: %s", e.method, e.url, e.status, messageOf(e.body, e.status))

@@ -98,13 +98,13 @@ func TestTargetError(t *testing.T) {
 		speaks bool
 	}{
 		{"404 route", answer{404, []byte(`{"message":"Cannot POST /auth/register","error":"Not Found","statusCode":404}`)},
-			`POST http://h/auth/register answered 404 "{\"message\":\"Cannot POST /auth/register\",\"error\":\"Not Found\",\"statusCode\":404}": the server does not speak the authsvc HTTP contract (see Endpoints in README.md)`, false},
+			`POST http://h/auth/register answered 404 "{\"message\":\"Cannot POST /auth/register\",\"error\":\"Not Found\",\"statusCode\":404}": the server does not speak the authsvc HTTP contract (see docs/API.md)`, false},
 		{"plain 404", answer{404, []byte("404 page not found\n")},
-			`POST http://h/auth/register answered 404 "404 page not found": the server does not speak the authsvc HTTP contract (see Endpoints in README.md)`, false},
+			`POST http://h/auth/register answered 404 "404 page not found": the server does not speak the authsvc HTTP contract (see docs/API.md)`, false},
 		{"html 200", answer{200, []byte("<html>hi</html>")},
-			`POST http://h/auth/register answered 200 "<html>hi</html>": the server does not speak the authsvc HTTP contract (see Endpoints in README.md)`, false},
+			`POST http://h/auth/register answered 200 "<html>hi</html>": the server does not speak the authsvc HTTP contract (see docs/API.md)`, false},
 		{"500 without shape", answer{500, []byte("oops")},
-			`POST http://h/auth/register answered 500 "oops": the server does not speak the authsvc HTTP contract (see Endpoints in README.md)`, false},
+			`POST http://h/auth/register answered 500 "oops": the server does not speak the authsvc HTTP contract (see docs/API.md)`, false},
 		{"contract refusal", answer{409, []byte(`{"statusCode":409,"message":"Email already registered","error":"Conflict"}`)},
 			`POST http://h/auth/register answered 409: Email already registered`, true},
 		{"rate limited", answer{429, []byte(`{"statusCode":429,"message":"ThrottlerException: Too Many Requests"}`)},

@@ -1,6 +1,6 @@
 // Package loadtest is the load tool of `authsvc loadtest`: scenarios that any
-// server speaking the authsvc HTTP contract (the "Endpoints" of README.md)
-// can be pointed at, one instance or several behind one database.
+// server speaking the authsvc HTTP contract (docs/API.md) can be pointed
+// at, one instance or several behind one database.
 //
 // storm fires many concurrent refreshes of one refresh token, round after
 // round: a server without the race (README.md, "The race, and how this
@@ -31,9 +31,10 @@ const (
 
 const usage = `usage: loadtest <mode> [flags]
 
-Load scenarios against a server that speaks the authsvc HTTP contract (the
-"Endpoints" of README.md), or against several instances of it that share one
-database: repeat --url, and the requests go round-robin over the instances.
+Load scenarios against a server that speaks the authsvc HTTP contract
+(docs/API.md in the authsvc repository), or against several instances of it
+that share one database: repeat --url, and the requests go round-robin over
+the instances.
 
 modes:
   storm   rounds of N concurrent refreshes of one token: all must get 200 and one successor

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 )
 
@@ -78,7 +77,7 @@ type stormTotal struct {
 }
 
 // failed reports whether any refresh failed or any round returned more than
-// one successor: both break "Refresh semantics" rule 1.
+// one successor: both break the first rule of docs/API.md, "Refresh semantics".
 func (r stormReport) failed() bool {
 	for _, rr := range r.Rounds {
 		if rr.Successors > 1 {
@@ -180,31 +179,18 @@ func runStorm(ctx context.Context, ts targets, cfg stormConfig, acct account, to
 }
 
 // stormRound fires n refreshes of token at once, request i of the round at
-// ts.at(first+i): n goroutines wait on one channel, and closing it releases
-// them together. It returns their tally (without the requests the end of ctx
+// ts.at(first+i), all released together (releaseTogether). It returns their tally (without the requests the end of ctx
 // cut short), the tally of each target, the distinct successors returned, and
 // the time from the release to the last answer.
 func stormRound(ctx context.Context, ts targets, first, n int, token string, prog *progress) (*tally, []*tally, map[string]bool, time.Duration) {
 	outcomes := make([]outcome, n)
-	start := make(chan struct{})
-	var ready, done sync.WaitGroup
-	ready.Add(n)
-	for i := range outcomes {
-		done.Go(func() {
-			ready.Done()
-			<-start
-			o := ts.at(first+i).refresh(ctx, token)
-			if !o.canceled {
-				prog.add(o.ok())
-			}
-			outcomes[i] = o
-		})
-	}
-	ready.Wait()
-	released := time.Now()
-	close(start)
-	done.Wait()
-	elapsed := time.Since(released)
+	elapsed := releaseTogether(n, nil, func(i int) {
+		o := ts.at(first+i).refresh(ctx, token)
+		if !o.canceled {
+			prog.add(o.ok())
+		}
+		outcomes[i] = o
+	})
 
 	t, per := newTally(), newTallies(len(ts))
 	successors := map[string]bool{}

@@ -303,8 +303,8 @@ func TestLoadtestUnusableTarget(t *testing.T) {
 		want string // the whole of stderr
 	}{
 		{"unreachable", closed, "loadtest: cannot reach " + closed + ": connection refused\n"},
-		{"404 everywhere", notFound.URL, `loadtest: POST ` + notFound.URL + `/auth/register answered 404 "404 page not found": the server does not speak the authsvc HTTP contract (see Endpoints in README.md)` + "\n"},
-		{"not JSON", html.URL, `loadtest: POST ` + html.URL + `/auth/register answered 200 "<html><body>It works!</body></html>": the server does not speak the authsvc HTTP contract (see Endpoints in README.md)` + "\n"},
+		{"404 everywhere", notFound.URL, `loadtest: POST ` + notFound.URL + `/auth/register answered 404 "404 page not found": the server does not speak the authsvc HTTP contract (see docs/API.md)` + "\n"},
+		{"not JSON", html.URL, `loadtest: POST ` + html.URL + `/auth/register answered 200 "<html><body>It works!</body></html>": the server does not speak the authsvc HTTP contract (see docs/API.md)` + "\n"},
 	}
 	for _, tt := range tests {
 		for _, mode := range [][]string{{"storm", "-n", "5", "--rounds", "1"}, {"chain", "--count", "5", "-c", "2", "--users", "1"}} {
@@ -567,7 +567,7 @@ func TestLoadtestOneBadURL(t *testing.T) {
 		name, url, want string
 	}{
 		{"unreachable", closed, "loadtest: cannot reach " + closed + ": connection refused\n"},
-		{"404 everywhere", notFound.URL, `loadtest: POST ` + notFound.URL + `/auth/login answered 404 "404 page not found": the server does not speak the authsvc HTTP contract (see Endpoints in README.md)` + "\n"},
+		{"404 everywhere", notFound.URL, `loadtest: POST ` + notFound.URL + `/auth/login answered 404 "404 page not found": the server does not speak the authsvc HTTP contract (see docs/API.md)` + "\n"},
 		{"another database", otherDB.URL, "loadtest: POST " + otherDB.URL + "/auth/login answered 401: Invalid credentials: it does not know the user just signed in at " +
 			apps[0].URL + "; the instances must share one database\n"},
 	}
