@@ -4,14 +4,34 @@
 # same `loadtest chain` and `loadtest storm` loads, in the same run, rounds
 # interleaved. Prints each run's figures and the peak RSS of each server.
 #
-#   NEST_SRC=path/to/nest-service bench/compare.sh     # 3 rounds, 50 clients, 15 s each
-#   ROUNDS=5 DURATION=30s CLIENTS=50 NEST_SRC=... bench/compare.sh
+#   bench/compare.sh path/to/nest-service               # 3 rounds, 50 clients, 15 s each
+#   ROUNDS=5 DURATION=30s CLIENTS=50 bench/compare.sh path/to/nest-service
 #
-# NEST_SRC is the NestJS service's source (package.json, src/); NEST_DIR
-# instead names one already built (npm ci && npm run build).
+# The NestJS service is not part of this repository: name it, required, as
+# the argument or as NEST_SRC: its source (package.json, src/), which is
+# copied and built (npm ci && npm run build) in a temporary directory; or as
+# NEST_DIR: a copy already built (dist/main.js), run in place.
 #
 # Needs: Go, Node.js 20+ with npm, PostgreSQL on 127.0.0.1:5432 (trust auth).
 set -euo pipefail
+usage="usage: bench/compare.sh NEST_SRC   (or NEST_SRC=… / NEST_DIR=… bench/compare.sh)"
+if [ $# -gt 1 ]; then echo "$usage" >&2; exit 2; fi
+NEST_SRC=${1:-${NEST_SRC:-}}
+NEST_DIR=${NEST_DIR:-}
+# Checked before anything is built: the comparison needs the NestJS service.
+if [ -n "$NEST_DIR" ]; then
+  [ -f "$NEST_DIR/dist/main.js" ] || { echo "bench/compare.sh: NEST_DIR=$NEST_DIR has no dist/main.js: build it (npm ci && npm run build) or pass its source instead" >&2; exit 2; }
+  NEST_DIR=$(cd "$NEST_DIR" && pwd)
+elif [ -z "$NEST_SRC" ]; then
+  echo "bench/compare.sh: the NestJS service to compare with is required: pass its source directory (package.json, src/) as the argument or as NEST_SRC, or a built copy as NEST_DIR" >&2
+  echo "$usage" >&2
+  exit 2
+elif [ ! -f "$NEST_SRC/package.json" ]; then
+  echo "bench/compare.sh: $NEST_SRC is not the NestJS service's source: it has no package.json" >&2
+  exit 2
+else
+  NEST_SRC=$(cd "$NEST_SRC" && pwd)
+fi
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-15s} CLIENTS=${CLIENTS:-50} USERS=${USERS:-50}
 GO_PORT=${GO_PORT:-3201} NEST_PORT=${NEST_PORT:-3202}
@@ -23,14 +43,8 @@ trap cleanup EXIT
 go build -o "$work/authsvc" .
 echo "SQLite floor (BenchmarkSQLiteFloor, one rotation transaction, same pragmas):"
 go test -run '^$' -bench SQLiteFloor -count 5 ./models | tee "$work/floor.txt" | grep -E '^Benchmark' 
-NEST_SRC=${NEST_SRC:-}
-NEST_DIR=${NEST_DIR:-}
-if [ -z "$NEST_SRC" ] && [ -z "$NEST_DIR" ]; then
-  echo "bench/compare.sh: set NEST_SRC to the NestJS service's source (or NEST_DIR to a built copy)" >&2
-  exit 2
-fi
 if [ -z "$NEST_DIR" ]; then
-  NEST_DIR="$work/nest-ref"
+  NEST_DIR="$work/nest"
   cp -r "$NEST_SRC" "$NEST_DIR"; chmod -R u+w "$NEST_DIR"
   (cd "$NEST_DIR" && npm ci --silent && npm run build --silent) >/dev/null
 fi
