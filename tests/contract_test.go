@@ -340,7 +340,7 @@ func TestContractRegisterValidation(t *testing.T) {
 		created("password é×36 (72 bytes)", pw("pe36@example.com", strings.Repeat("é", 36)), "pe36@example.com", nil),
 		reg("password é×37 (74 bytes)", pw("pe37@example.com", strings.Repeat("é", 37)), 400, badRequest(mPwBytes)),
 		reg("password é×40", pw("pe40@example.com", strings.Repeat("é", 40)), 400, badRequest(mPwBytes)),
-		// The contract counts the minimum in bytes, where NestJS's @MinLength counts characters.
+		// docs/API.md counts the minimum in bytes, where NestJS's @MinLength counts characters.
 		created("password é×4 (8 bytes)", pw("pe4@example.com", strings.Repeat("é", 4)), "pe4@example.com", nil),
 		reg("password é×3 (6 bytes)", pw("pe3@example.com", strings.Repeat("é", 3)), 400, badRequest(mPwMin)),
 		created("password emoji×7 (28 bytes)", pw("emo7@example.com", strings.Repeat("😀", 7)), "emo7@example.com", nil),
