@@ -26,6 +26,7 @@ import (
 
 	"github.com/tokenrelay/authsvc/auth"
 	"github.com/tokenrelay/authsvc/config"
+	"github.com/tokenrelay/authsvc/demo"
 	"github.com/tokenrelay/authsvc/handlers"
 	"github.com/tokenrelay/authsvc/loadtest"
 	"github.com/tokenrelay/authsvc/models"
@@ -60,6 +61,10 @@ func cli(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return migrateMain(ctx, args, getenv, stdout, stderr)
 	case "loadtest":
 		return loadtest.Main(ctx, args, stdout, stderr)
+	case "demo":
+		return demo.Main(ctx, args, stdout, stderr, func(ctx context.Context, getenv func(string) string, ready chan<- net.Addr) error {
+			return run(ctx, getenv, stderr, ready) // the service's log, at the demo's LOG_LEVEL=warn, with the errors
+		})
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		printVariables(stdout)
@@ -78,6 +83,7 @@ commands:
   serve             run the service (the default), configured by environment variables
   migrate [status]  apply the schema migrations to DATABASE_URL, or list them
   loadtest ...      run load scenarios against a running server (authsvc loadtest -h)
+  demo [flags]      show the refresh race: the naive rotation, a mutex alone, and this service (authsvc demo -h)
   version           print the version
   help              print this help
 `
