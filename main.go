@@ -62,9 +62,7 @@ func cli(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "loadtest":
 		return loadtest.Main(ctx, args, stdout, stderr)
 	case "demo":
-		return demo.Main(ctx, args, stdout, stderr, func(ctx context.Context, getenv func(string) string, ready chan<- net.Addr) error {
-			return run(ctx, getenv, stderr, ready) // the service's log, at the demo's LOG_LEVEL=warn, with the errors
-		})
+		return demo.Main(ctx, args, stdout, stderr, demoService(stderr))
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		printVariables(stdout)
@@ -87,6 +85,14 @@ commands:
   version           print the version
   help              print this help
 `
+
+// demoService is the service for `authsvc demo`: run, as serve runs it,
+// logging to log (the demo sets LOG_LEVEL=warn: only what goes wrong).
+func demoService(log io.Writer) demo.ServeFunc {
+	return func(ctx context.Context, getenv func(string) string, ready chan<- net.Addr) error {
+		return run(ctx, getenv, log, ready)
+	}
+}
 
 // printVariables lists the environment variables with their defaults.
 func printVariables(w io.Writer) {
