@@ -26,6 +26,7 @@ import (
 
 	"github.com/tokenrelay/authsvc/auth"
 	"github.com/tokenrelay/authsvc/config"
+	"github.com/tokenrelay/authsvc/demo"
 	"github.com/tokenrelay/authsvc/handlers"
 	"github.com/tokenrelay/authsvc/loadtest"
 	"github.com/tokenrelay/authsvc/models"
@@ -60,6 +61,8 @@ func cli(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return migrateMain(ctx, args, getenv, stdout, stderr)
 	case "loadtest":
 		return loadtest.Main(ctx, args, stdout, stderr)
+	case "demo":
+		return demo.Main(ctx, args, stdout, stderr, demoService(stderr))
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		printVariables(stdout)
@@ -78,9 +81,18 @@ commands:
   serve             run the service (the default), configured by environment variables
   migrate [status]  apply the schema migrations to DATABASE_URL, or list them
   loadtest ...      run load scenarios against a running server (authsvc loadtest -h)
+  demo [flags]      show the refresh race: the naive rotation, a mutex alone, and this service (authsvc demo -h)
   version           print the version
   help              print this help
 `
+
+// demoService is the service for `authsvc demo`: run, as serve runs it,
+// logging to log (the demo sets LOG_LEVEL=warn: only what goes wrong).
+func demoService(log io.Writer) demo.ServeFunc {
+	return func(ctx context.Context, getenv func(string) string, ready chan<- net.Addr) error {
+		return run(ctx, getenv, log, ready)
+	}
+}
 
 // printVariables lists the environment variables with their defaults.
 func printVariables(w io.Writer) {

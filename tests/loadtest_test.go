@@ -164,7 +164,7 @@ func TestLoadtestStorm(t *testing.T) {
 	}
 }
 
-// naiveFront serves the naive refresh of race_test.go behind the contract's
+// naiveFront serves the naive refresh (naiveServer) behind the contract's
 // routes: POST /auth/refresh goes to the naive handler, everything else to
 // the real service a, over the same database.
 func naiveFront(t *testing.T, a *app) *app {
@@ -181,10 +181,7 @@ func naiveFront(t *testing.T, a *app) *app {
 	tr := &http.Transport{MaxIdleConnsPerHost: 1000}
 	t.Cleanup(tr.CloseIdleConnections)
 	mux := http.NewServeMux()
-	mux.Handle("POST /auth/refresh", &httputil.ReverseProxy{Transport: tr, Rewrite: func(r *httputil.ProxyRequest) {
-		r.SetURL(naiveURL)
-		r.Out.URL.Path, r.Out.URL.RawPath = "/naive/refresh", ""
-	}})
+	mux.Handle("POST /auth/refresh", &httputil.ReverseProxy{Transport: tr, Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(naiveURL) }})
 	mux.Handle("/", &httputil.ReverseProxy{Transport: tr, Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(appURL) }})
 	return newHTTPServer(t, mux)
 }

@@ -1,8 +1,6 @@
 package tests
 
 import (
-	"crypto/sha256"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -10,12 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/labstack/echo/v4"
-	"gorm.io/driver/sqlite"
-	"gorm.io/gorm"
-	"gorm.io/gorm/logger"
-
-	"github.com/tokenrelay/authsvc/models"
+	"github.com/tokenrelay/authsvc/naiverotation"
 )
 
 // storm fires n refreshes of token at once: n goroutines wait on one channel
@@ -114,12 +107,12 @@ func TestConcurrentRefreshNeverFails(t *testing.T) {
 // TestNaiveRefreshFails shows that the bug is real: the same storm against
 // the original design without its lock — find the row, delete it, create the
 // successor, as the NestJS service did with MUTEX=off — fails with "record not
-// found". The naive handler lives only in this file.
+// found". The naive rotation is package naiverotation.
 func TestNaiveRefreshFails(t *testing.T) {
 	a := newApp(t, defaultConfig())
 	naive := naiveServer(t, a.DatabaseURL)
 	refresh := func(token string) (response, error) {
-		return naive.postJSON("/naive/refresh", map[string]string{"refreshToken": token})
+		return naive.postJSON("/auth/refresh", map[string]string{"refreshToken": token})
 	}
 
 	failures := map[string]int{}
@@ -150,78 +143,18 @@ func recordNotFound(failures map[string]int) bool {
 	return false
 }
 
-// naiveServer serves POST /naive/refresh the way the original service did
-// without its mutex, on its own connection pool to the same SQLite file.
-//
-// In Node every request's find is sent before any answer comes back, so the
-// requests of a storm all find the row; in Go an in-process SQLite answers in
-// microseconds and the first request may delete the row before the second
-// one reads, which hides the bug by luck of timing. The gate takes the luck
-// out: the first two requests to read the row wait for each other before they
-// delete it, the interleaving of the original bug report.
+// naiveServer serves POST /auth/refresh with the original rotation
+// (package naiverotation), on its own connection pool to the same SQLite
+// file. The first two requests to find a token's row wait for each other
+// before they delete it (naiverotation.Pairs), the interleaving of the
+// original bug report, so that the race does not depend on timing.
 func naiveServer(t *testing.T, path string) *app {
-	var gateMu sync.Mutex
-	gates := map[string]chan struct{}{} // token hash -> closed once two requests have read it
-	readers := map[string]int{}
-	gate := func(key string) <-chan struct{} {
-		gateMu.Lock()
-		defer gateMu.Unlock()
-		if gates[key] == nil {
-			gates[key] = make(chan struct{})
-		}
-		if readers[key]++; readers[key] == 2 {
-			close(gates[key])
-		}
-		return gates[key]
-	}
-	errRecordNotFound := errors.New("record not found")
-	g, err := gorm.Open(sqlite.Open(path+"?_journal_mode=WAL&_busy_timeout=10000"), &gorm.Config{Logger: logger.Discard})
+	t.Helper()
+	pairs := &naiverotation.Pairs{Grace: 2 * time.Second} // a lone request goes on
+	store, err := naiverotation.Open(path, naiverotation.WithAfterFind(pairs.Wait))
 	if err != nil {
-		t.Fatalf("open %s: %v", path, err)
+		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if s, err := g.DB(); err == nil {
-			s.Close()
-		}
-	})
-	e := echo.New()
-	e.POST("/naive/refresh", func(c echo.Context) error {
-		var in struct {
-			RefreshToken string `json:"refreshToken"`
-		}
-		if err := c.Bind(&in); err != nil {
-			return err
-		}
-		h := sha256.Sum256([]byte(in.RefreshToken))
-		var rows []models.RefreshToken
-		if err := g.Where("token_hash = ?", h[:]).Limit(1).Find(&rows).Error; err != nil {
-			return err
-		}
-		if len(rows) == 0 {
-			return c.JSON(http.StatusUnauthorized, map[string]any{"statusCode": 401, "message": "Invalid refresh token"})
-		}
-		row := rows[0]
-		select {
-		case <-gate(string(h[:])):
-		case <-time.After(2 * time.Second): // a lone request goes on
-		}
-		// Like Prisma's delete: a missing row is an error.
-		res := g.Delete(&models.RefreshToken{}, row.ID)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected == 0 {
-			return c.JSON(http.StatusInternalServerError, map[string]any{"statusCode": 500, "message": errRecordNotFound.Error()})
-		}
-		next := models.RefreshToken{
-			TokenHash: []byte(fmt.Sprintf("%x-%d", h, time.Now().UnixNano())), UserID: row.UserID, FamilyID: row.FamilyID,
-			ExpiresAt: time.Now().Add(time.Hour), CreatedAt: time.Now(),
-		}
-		if err := g.Create(&next).Error; err != nil {
-			return err
-		}
-		return c.JSON(http.StatusOK, map[string]string{"refreshToken": string(next.TokenHash)})
-	})
-	srv := newHTTPServer(t, e)
-	return srv
+	t.Cleanup(func() { store.Close() })
+	return newHTTPServer(t, naiverotation.Handler(store.Rotate))
 }
