@@ -24,12 +24,19 @@ import (
 // Go instead of spinning on SQLite's busy handler, and every write transaction
 // starts as BEGIN IMMEDIATE; on PostgreSQL both pools are the same.
 type DB struct {
-	write   *gorm.DB
-	read    *gorm.DB
-	dialect string
-	hot     hotPath // the refresh path's prepared statements
-	retry   retrier // retries of operations that met a transient failure
+	write     *gorm.DB
+	read      *gorm.DB
+	dialect   string
+	hot       hotPath    // the refresh path's prepared statements
+	rotations *committer // commits rotations in groups; nil until Open prepared hot
+	retry     retrier    // retries of operations that met a transient failure
 }
+
+// postgresCommitters is how many groups of rotations an instance commits at
+// once on PostgreSQL: two, so that one group's statement runs while the
+// other's WAL flush is under way, and rotations still gather into groups.
+// SQLite has one writer, so one.
+const postgresCommitters = 2
 
 // sqlitePragmas are the settings of every SQLite connection: WAL lets readers
 // run beside the writer, _txlock=immediate takes the write lock at BEGIN (a
@@ -70,7 +77,11 @@ func Open(ctx context.Context, url string, log *slog.Logger, opts ...OpenOption)
 		_ = db.Close()
 		return nil, err
 	}
-	db.hot.group.onCommit = o.onGroupCommit
+	if db.dialect == "postgres" {
+		db.rotations = newCommitter(postgresCommitters, db.hot.writePostgres, o.onGroupCommit)
+	} else {
+		db.rotations = newCommitter(1, db.hot.writeSQLite, o.onGroupCommit)
+	}
 	if o.maxConns > 0 && db.dialect == "postgres" {
 		sqlDB, _ := db.write.DB()
 		sqlDB.SetMaxOpenConns(o.maxConns)
@@ -199,8 +210,12 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes both pools.
+// Close commits the rotations already queued, then closes both pools.
+// Rotate fails once Close has begun.
 func (db *DB) Close() error {
+	if db.rotations != nil {
+		db.rotations.close()
+	}
 	errs := []error{db.hot.close()}
 	for _, g := range []*gorm.DB{db.write, db.read} {
 		if g == nil {
