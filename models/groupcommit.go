@@ -136,8 +136,8 @@ func (c *committer) close() {
 	<-c.stopped
 }
 
-// rotate queues r and waits for its result, or for ctx to end.
-func (c *committer) rotate(ctx context.Context, r *rotation) error {
+// submit queues r and waits for its result, or for ctx to end.
+func (c *committer) submit(ctx context.Context, r *rotation) error {
 	r.result = make(chan error, 1)
 	select {
 	case c.queue <- r:

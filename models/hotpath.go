@@ -22,9 +22,9 @@ type hotPath struct {
 	casRotated      *sql.Stmt
 	insertSuccessor *sql.Stmt
 	// PostgreSQL, write pool: a whole group is one statement (see
-	// rotateGroupQuery), one round trip whatever its size.
-	rotateGroup *sql.Stmt
-	write       *sql.DB
+	// applyGroupQuery), one round trip whatever its size.
+	applyGroup *sql.Stmt
+	write      *sql.DB
 }
 
 // tokenStateQuery reads a token, its owner's email and its successor's state in one round trip.
@@ -43,7 +43,7 @@ WHERE id = ? AND rotated_at IS NULL AND revoked_at IS NULL`
 const insertSuccessorQuery = `INSERT INTO refresh_tokens (token_hash, user_id, family_id, parent_id, expires_at, created_at)
 VALUES (?, ?, ?, ?, ?, ?)`
 
-// rotateGroupQuery applies a group of rotations on PostgreSQL as one
+// applyGroupQuery applies a group of rotations on PostgreSQL as one
 // statement, so one round trip and one implicit transaction: four per
 // rotation (BEGIN, UPDATE, INSERT, COMMIT) were most of the database's work
 // per refresh. The rotations come as parallel arrays, one element each, so
@@ -60,7 +60,7 @@ VALUES (?, ?, ?, ?, ?, ?)`
 // makes the UPDATE wait for it and then re-check its WHERE against the new
 // row version, which then fails: the swap is as safe across instances as
 // within one.
-const rotateGroupQuery = `WITH v AS (
+const applyGroupQuery = `WITH v AS (
 	SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::bytea[], $4::bytea[],
 		$5::text[], $6::text[], $7::bigint[], $8::timestamptz[], $9::timestamptz[]) WITH ORDINALITY
 		AS v(id, now, successor_hash, sealed, user_id, family_id, parent_id, expires_at, created_at, ord)
@@ -93,7 +93,7 @@ func (db *DB) prepareHotPath(ctx context.Context) error {
 	}
 	stmts := []prepare{{&h.tokenState, read, tokenStateQuery}}
 	if db.dialect == "postgres" {
-		stmts = append(stmts, prepare{&h.rotateGroup, write, rotateGroupQuery})
+		stmts = append(stmts, prepare{&h.applyGroup, write, applyGroupQuery})
 	} else {
 		stmts = append(stmts, prepare{&h.casRotated, write, casRotatedQuery}, prepare{&h.insertSuccessor, write, insertSuccessorQuery})
 	}
@@ -107,7 +107,7 @@ func (db *DB) prepareHotPath(ctx context.Context) error {
 
 func (h *hotPath) close() error {
 	var errs []error
-	for _, s := range []*sql.Stmt{h.tokenState, h.casRotated, h.insertSuccessor, h.rotateGroup} {
+	for _, s := range []*sql.Stmt{h.tokenState, h.casRotated, h.insertSuccessor, h.applyGroup} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}
@@ -158,7 +158,7 @@ func applyRotation(ctx context.Context, cas, insert *sql.Stmt, r *rotation) (res
 }
 
 // writePostgres is the committer's groupWriter on PostgreSQL: the group as
-// the one statement rotateGroupQuery. A token id that appears again in the
+// the one statement applyGroupQuery. A token id that appears again in the
 // group is left out of the statement and gets ErrConflict: the first
 // rotation of that token in the group either won its compare-and-swap or
 // found the token already rotated or revoked; either way a second one would
@@ -183,7 +183,7 @@ func (h *hotPath) writePostgres(ctx context.Context, group []*rotation) ([]error
 		expires, made, sent = append(expires, r.next.ExpiresAt), append(made, r.next.CreatedAt), append(sent, i)
 	}
 	start := time.Now()
-	rows, err := h.rotateGroup.QueryContext(ctx, ids, nows, hashes, seals, users, families, parents, expires, made)
+	rows, err := h.applyGroup.QueryContext(ctx, ids, nows, hashes, seals, users, families, parents, expires, made)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -275,7 +275,7 @@ func timePtr(t sql.NullTime) *time.Time {
 // as its successor.
 func (db *DB) Rotate(ctx context.Context, id int64, now time.Time, sealed []byte, next *RefreshToken) error {
 	err := db.retry.do(ctx, "rotate refresh token", func(ctx context.Context, _ bool) error {
-		return db.rotations.rotate(ctx, &rotation{id: id, now: now, sealed: sealed, next: next})
+		return db.rotations.submit(ctx, &rotation{id: id, now: now, sealed: sealed, next: next})
 	})
 	if err != nil && !errors.Is(err, ErrConflict) {
 		return fmt.Errorf("rotate refresh token %d: %w", id, err)
