@@ -122,6 +122,36 @@ func TestEveryGroupHasATimeout(t *testing.T) {
 	})
 }
 
+// TestRotationWhoseCallerLeft: a caller whose context ends while its group
+// commits gets its context's error at once; the rotation still commits, so a
+// replay finds the token rotated to that successor.
+func TestRotationWhoseCallerLeft(t *testing.T) {
+	stores(t, func(t *testing.T, db *DB) {
+		ids := seedTokens(t, db, 1)
+		entered, release := make(chan struct{}), make(chan struct{})
+		committed := make(chan struct{})
+		db.rotations.beforeWrite = func(context.Context, []*rotation) {
+			close(entered)
+			<-release
+		}
+		db.rotations.onCommit = func(CommitStats) { close(committed) }
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- db.Rotate(ctx, ids[0], time.Now().UTC(), nil, successor("late", ids[0])) }()
+		<-entered
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Rotate whose caller left = %v, want context.Canceled", err)
+		}
+		close(release)
+		<-committed
+		st, err := db.TokenByHash(t.Context(), []byte("t0"))
+		if err != nil || string(st.SuccessorHash) != "late" {
+			t.Errorf("token after its caller left: successor %q, %v; want the rotation committed", st.SuccessorHash, err)
+		}
+	})
+}
+
 // TestGroupWithTwoRotationsOfOneToken: of two rotations of the same token in
 // one group, the first wins and the second gets ErrConflict, with one
 // successor stored; this holds for PostgreSQL's single statement too, whose
