@@ -156,13 +156,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 	}
 
 	registry := prometheus.NewRegistry()
-	groups := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "auth_group_commit_size",
-		Help:    "Rotations committed per SQLite transaction (group commit).",
-		Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
-	})
-	registry.MustRegister(groups)
-	db, err := openDatabase(ctx, cfg, log, models.MaxConns(cfg.DBMaxConns), models.OnGroupCommit(func(n int) { groups.Observe(float64(n)) }))
+	db, err := openDatabase(ctx, cfg, log, models.MaxConns(cfg.DBMaxConns), models.OnGroupCommit(auth.NewCommitMetrics(registry)))
 	if err != nil {
 		return err
 	}

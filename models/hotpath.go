@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,10 +17,14 @@ import (
 // connection is held is a microsecond no other rotation can use it.
 type hotPath struct {
 	tokenState *sql.Stmt // read pool
-	rotate     *sql.Stmt // write pool
-	insert     *sql.Stmt // write pool
+	// SQLite, write pool: a group's transaction runs casRotated and
+	// insertSuccessor per rotation, in-process calls with no round trip.
+	casRotated      *sql.Stmt
+	insertSuccessor *sql.Stmt
+	// PostgreSQL, write pool: a whole group is one statement (see
+	// applyGroupQuery), one round trip whatever its size.
+	applyGroup *sql.Stmt
 	write      *sql.DB
-	group      groupCommit
 }
 
 // tokenStateQuery reads a token, its owner's email and its successor's state in one round trip.
@@ -30,11 +35,45 @@ JOIN users u ON u.id = t.user_id
 LEFT JOIN refresh_tokens s ON s.token_hash = t.successor_hash
 WHERE t.token_hash = ?`
 
-const rotateQuery = `UPDATE refresh_tokens SET rotated_at = ?, successor_hash = ?, successor_sealed = ?
+// casRotatedQuery is a rotation's compare-and-swap: it marks the token
+// rotated only if it is neither rotated nor revoked yet.
+const casRotatedQuery = `UPDATE refresh_tokens SET rotated_at = ?, successor_hash = ?, successor_sealed = ?
 WHERE id = ? AND rotated_at IS NULL AND revoked_at IS NULL`
 
-const insertTokenQuery = `INSERT INTO refresh_tokens (token_hash, user_id, family_id, parent_id, expires_at, created_at)
+const insertSuccessorQuery = `INSERT INTO refresh_tokens (token_hash, user_id, family_id, parent_id, expires_at, created_at)
 VALUES (?, ?, ?, ?, ?, ?)`
+
+// applyGroupQuery applies a group of rotations on PostgreSQL as one
+// statement, so one round trip and one implicit transaction: four per
+// rotation (BEGIN, UPDATE, INSERT, COMMIT) were most of the database's work
+// per refresh. The rotations come as parallel arrays, one element each, so
+// that one prepared statement serves every group size. The UPDATE is each
+// rotation's compare-and-swap; the INSERT stores the successor of exactly
+// the rotations whose swap won (joined on their position, ord), and the
+// statement returns those positions. Being one statement, it is atomic: a
+// failure anywhere writes nothing.
+//
+// The UPDATE sees the snapshot taken when the statement began, so two
+// elements with the same token id would both match it (it would update the
+// row once, from either): the caller passes each id once (see
+// writePostgres). A concurrent transaction that rotates the same row first
+// makes the UPDATE wait for it and then re-check its WHERE against the new
+// row version, which then fails: the swap is as safe across instances as
+// within one.
+const applyGroupQuery = `WITH v AS (
+	SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::bytea[], $4::bytea[],
+		$5::text[], $6::text[], $7::bigint[], $8::timestamptz[], $9::timestamptz[]) WITH ORDINALITY
+		AS v(id, now, successor_hash, sealed, user_id, family_id, parent_id, expires_at, created_at, ord)
+), swapped AS (
+	UPDATE refresh_tokens t SET rotated_at = v.now, successor_hash = v.successor_hash, successor_sealed = v.sealed
+	FROM v WHERE t.id = v.id AND t.rotated_at IS NULL AND t.revoked_at IS NULL
+	RETURNING v.ord
+), inserted AS (
+	INSERT INTO refresh_tokens (token_hash, user_id, family_id, parent_id, expires_at, created_at)
+	SELECT v.successor_hash, v.user_id, v.family_id, v.parent_id, v.expires_at, v.created_at
+	FROM v JOIN swapped USING (ord)
+)
+SELECT ord FROM swapped`
 
 func (db *DB) prepareHotPath(ctx context.Context) error {
 	read, err := db.read.DB()
@@ -47,15 +86,18 @@ func (db *DB) prepareHotPath(ctx context.Context) error {
 	}
 	h := &db.hot
 	h.write = write
-	for _, p := range []struct {
+	type prepare struct {
 		dst   **sql.Stmt
 		pool  *sql.DB
 		query string
-	}{
-		{&h.tokenState, read, tokenStateQuery},
-		{&h.rotate, write, rotateQuery},
-		{&h.insert, write, insertTokenQuery},
-	} {
+	}
+	stmts := []prepare{{&h.tokenState, read, tokenStateQuery}}
+	if db.dialect == "postgres" {
+		stmts = append(stmts, prepare{&h.applyGroup, write, applyGroupQuery})
+	} else {
+		stmts = append(stmts, prepare{&h.casRotated, write, casRotatedQuery}, prepare{&h.insertSuccessor, write, insertSuccessorQuery})
+	}
+	for _, p := range stmts {
 		if *p.dst, err = p.pool.PrepareContext(ctx, db.rebind(p.query)); err != nil {
 			return fmt.Errorf("prepare %q: %w", strings.Fields(p.query)[0], err)
 		}
@@ -65,12 +107,105 @@ func (db *DB) prepareHotPath(ctx context.Context) error {
 
 func (h *hotPath) close() error {
 	var errs []error
-	for _, s := range []*sql.Stmt{h.tokenState, h.rotate, h.insert} {
+	for _, s := range []*sql.Stmt{h.tokenState, h.casRotated, h.insertSuccessor, h.applyGroup} {
 		if s != nil {
 			errs = append(errs, s.Close())
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// writeSQLite is the committer's groupWriter on SQLite: one transaction, in
+// which each rotation's compare-and-swap and insert run in the group's order.
+func (h *hotPath) writeSQLite(ctx context.Context, group []*rotation) ([]error, time.Duration, error) {
+	tx, err := h.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer tx.Rollback() // a no-op after Commit; on an error or a panic it frees the write connection
+	cas, insert := tx.StmtContext(ctx, h.casRotated), tx.StmtContext(ctx, h.insertSuccessor)
+	results := make([]error, len(group))
+	for i, r := range group {
+		if results[i], err = applyRotation(ctx, cas, insert, r); err != nil {
+			return nil, 0, err
+		}
+	}
+	start := time.Now()
+	if err := tx.Commit(); err != nil {
+		return nil, 0, err
+	}
+	return results, time.Since(start), nil
+}
+
+// applyRotation runs one rotation's compare-and-swap and, when it wins, the
+// insert of the successor. A lost compare-and-swap is the result ErrConflict,
+// with nothing written; err is for statements that failed.
+func applyRotation(ctx context.Context, cas, insert *sql.Stmt, r *rotation) (result, err error) {
+	res, err := cas.ExecContext(ctx, r.now, r.next.TokenHash, r.sealed, r.id)
+	if err != nil {
+		return nil, err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, err
+	} else if n != 1 {
+		return ErrConflict, nil
+	}
+	next := r.next
+	if _, err := insert.ExecContext(ctx, next.TokenHash, next.UserID, next.FamilyID, next.ParentID, next.ExpiresAt, next.CreatedAt); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// writePostgres is the committer's groupWriter on PostgreSQL: the group as
+// the one statement applyGroupQuery. A token id that appears again in the
+// group is left out of the statement and gets ErrConflict: the first
+// rotation of that token in the group either won its compare-and-swap or
+// found the token already rotated or revoked; either way a second one would
+// lose, as it does when the two run one after the other on SQLite.
+func (h *hotPath) writePostgres(ctx context.Context, group []*rotation) ([]error, time.Duration, error) {
+	n := len(group)
+	var (
+		ids                 = make([]int64, 0, n)
+		nows, expires, made = make([]time.Time, 0, n), make([]time.Time, 0, n), make([]time.Time, 0, n)
+		hashes, seals       = make([][]byte, 0, n), make([][]byte, 0, n)
+		users, families     = make([]string, 0, n), make([]string, 0, n)
+		parents             = make([]*int64, 0, n)
+		sent                = make([]int, 0, n) // group index of each element sent
+	)
+	results := make([]error, n)
+	for i, r := range group {
+		if slices.Contains(ids, r.id) { // n <= maxGroup: a scan beats a map
+			continue
+		}
+		ids, nows, hashes, seals = append(ids, r.id), append(nows, r.now), append(hashes, r.next.TokenHash), append(seals, r.sealed)
+		users, families, parents = append(users, r.next.UserID), append(families, r.next.FamilyID), append(parents, r.next.ParentID)
+		expires, made, sent = append(expires, r.next.ExpiresAt), append(made, r.next.CreatedAt), append(sent, i)
+	}
+	start := time.Now()
+	rows, err := h.applyGroup.QueryContext(ctx, ids, nows, hashes, seals, users, families, parents, expires, made)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer rows.Close()
+	won := make([]bool, n)
+	for rows.Next() {
+		var ord int
+		if err := rows.Scan(&ord); err != nil {
+			return nil, 0, err
+		}
+		won[sent[ord-1]] = true // ord counts from 1
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	took := time.Since(start)
+	for i := range group {
+		if !won[i] {
+			results[i] = ErrConflict
+		}
+	}
+	return results, took, nil
 }
 
 // rebind turns ? placeholders into PostgreSQL's $1, $2, ...
@@ -128,10 +263,10 @@ func timePtr(t sql.NullTime) *time.Time {
 // when the token was rotated or revoked meanwhile, nothing changes and it
 // returns ErrConflict.
 //
-// On SQLite, rotations that arrive while another transaction commits are
-// committed together in the next one (group commit): each is still
-// all-or-nothing, and the fsync that bounds SQLite's write rate is paid once
-// per group instead of once per rotation.
+// Rotations that arrive while another group commits are committed together
+// in the next one (group commit, see committer): each is still
+// all-or-nothing, and the commit is paid once per group instead of once per
+// rotation.
 //
 // A transient failure is retried. When the failed attempt had committed (its
 // COMMIT went out, the answer did not), the retry's compare-and-swap finds the
@@ -140,11 +275,7 @@ func timePtr(t sql.NullTime) *time.Time {
 // as its successor.
 func (db *DB) Rotate(ctx context.Context, id int64, now time.Time, sealed []byte, next *RefreshToken) error {
 	err := db.retry.do(ctx, "rotate refresh token", func(ctx context.Context, _ bool) error {
-		r := rotation{id: id, now: now, sealed: sealed, next: next}
-		if db.dialect == "sqlite" {
-			return db.hot.group.rotate(ctx, db.hot.write, &db.hot, &r)
-		}
-		return db.hot.rotateAlone(ctx, db.hot.write, &r)
+		return db.rotations.submit(ctx, &rotation{id: id, now: now, sealed: sealed, next: next})
 	})
 	if err != nil && !errors.Is(err, ErrConflict) {
 		return fmt.Errorf("rotate refresh token %d: %w", id, err)

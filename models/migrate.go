@@ -50,7 +50,7 @@ type OpenOption func(*openOptions)
 
 type openOptions struct {
 	migrate       bool
-	onGroupCommit func(size int)
+	onGroupCommit func(CommitStats)
 	maxConns      int
 }
 
@@ -65,10 +65,11 @@ func MaxConns(n int) OpenOption {
 	return func(o *openOptions) { o.maxConns = n }
 }
 
-// OnGroupCommit has fn called with the number of rotations of every SQLite
-// group commit (see groupCommit): how well concurrent rotations share their
-// transactions. fn must be cheap and safe for concurrent use.
-func OnGroupCommit(fn func(size int)) OpenOption {
+// OnGroupCommit has fn called after every group commit of rotations (see
+// committer) with its size (how well concurrent rotations share their
+// transactions) and the commit's duration (where a slow fsync shows). fn must
+// be cheap and safe for concurrent use.
+func OnGroupCommit(fn func(CommitStats)) OpenOption {
 	return func(o *openOptions) { o.onGroupCommit = fn }
 }
 

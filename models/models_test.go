@@ -178,7 +178,7 @@ func TestGroupCommit(t *testing.T) {
 	if want := int64(2*tokens - 1); rows != want {
 		t.Errorf("%d rows, want %d (each token, and a successor for all but the failed one)", rows, want)
 	}
-	if groups := db.hot.group.commits.Load(); groups >= int64(len(calls)) {
+	if groups := db.rotations.commits.Load(); groups >= int64(len(calls)) {
 		t.Errorf("%d groups for %d rotations: nothing was committed together", groups, len(calls))
 	}
 	if st, err := db.TokenByHash(ctx, []byte(fmt.Sprintf("t%d", tokens-1))); err != nil || st.RotatedAt != nil {
@@ -265,8 +265,8 @@ func TestEraseSeals(t *testing.T) {
 }
 
 // TestGroupCommitSurvivesPanic: a panic while a group commits reaches the
-// leader's caller, every waiter gets an error, and the next rotation finds a
-// working group commit rather than a leader that never comes back.
+// caller of the rotation, and the next rotation finds a working committer
+// rather than one that never comes back.
 func TestGroupCommitSurvivesPanic(t *testing.T) {
 	db := openTest(t)
 	ctx := t.Context()
@@ -280,8 +280,8 @@ func TestGroupCommitSurvivesPanic(t *testing.T) {
 		return &RefreshToken{TokenHash: []byte(h), UserID: "u", FamilyID: "f", ExpiresAt: now.Add(time.Hour), CreatedAt: now}
 	}
 
-	good := db.hot.rotate
-	db.hot.rotate = nil // tx.StmtContext(ctx, nil) panics
+	good := db.hot.casRotated
+	db.hot.casRotated = nil // tx.StmtContext(ctx, nil) panics
 	func() {
 		defer func() {
 			if recover() == nil {
@@ -290,7 +290,7 @@ func TestGroupCommitSurvivesPanic(t *testing.T) {
 		}()
 		_ = db.Rotate(ctx, first.ID, now, nil, next("h1"))
 	}()
-	db.hot.rotate = good
+	db.hot.casRotated = good
 
 	done := make(chan error, 1)
 	go func() { done <- db.Rotate(ctx, first.ID, now, nil, next("h2")) }()
@@ -300,7 +300,7 @@ func TestGroupCommitSurvivesPanic(t *testing.T) {
 			t.Errorf("Rotate after the panic = %v, want nil", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Rotate after a panic hangs: the group commit lost its leader")
+		t.Fatal("Rotate after a panic hangs: the committer died")
 	}
 }
 

@@ -91,13 +91,13 @@ func startInstance(t testing.TB, cfg appConfig, clk *clock) *app {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := newLogger(logs)
-	db, err := models.Open(t.Context(), cfg.databaseURL, log)
+	registry := prometheus.NewRegistry()
+	db, err := models.Open(t.Context(), cfg.databaseURL, log, models.OnGroupCommit(auth.NewCommitMetrics(registry)))
 	if err != nil {
 		t.Fatalf("models.Open: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
 
-	registry := prometheus.NewRegistry()
 	var locks locker = mutex.NewMemory(cfg.lockTimeout)
 	var lockCheck handlers.Pinger
 	if cfg.redis != nil {

@@ -1,8 +1,10 @@
 package tests
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -105,4 +107,28 @@ func runSession(a *app, i, chain int) error {
 		return fmt.Errorf("client %d: refresh after logout = %v %v", i, r, err)
 	}
 	return nil
+}
+
+// TestCommitMetrics: every refresh's commit shows on /metrics, its size and
+// its duration (a slow fsync shows there, not as unexplained latency).
+func TestCommitMetrics(t *testing.T) {
+	databases(t, func(t *testing.T, databaseURL string) {
+		cfg := defaultConfig()
+		cfg.databaseURL = databaseURL
+		a := newApp(t, cfg)
+		s := a.register(t)
+		a.mustRefresh(t, s.RefreshToken)
+		r, err := a.do(http.MethodGet, "/metrics", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"auth_db_commit_seconds", "auth_group_commit_size"} {
+			if !regexp.MustCompile(`(?m)^` + name + `_count [1-9]`).Match(r.Body) {
+				t.Errorf("/metrics after a refresh has no %s_count above 0:\n%s", name, r.Body)
+			}
+		}
+		if !bytes.Contains(r.Body, []byte(`auth_db_commit_seconds_bucket{le="1"}`)) {
+			t.Error("auth_db_commit_seconds has no bucket at 1 s")
+		}
+	})
 }
