@@ -1,6 +1,29 @@
-// Package mutex provides keyed locks: at most one holder per key at a time, with
-// bounded waits. Memory serializes goroutines of one process; Redis extends
-// the same method set to several processes that share a Redis server.
+// Package mutex provides per-key mutual exclusion: at most one holder of a
+// key at a time, in one process (Memory) or across every process that shares
+// a Redis server (Redis).
+//
+// The locks are an optimisation, not a guarantee. They spare concurrent
+// callers work that would lose anyway; the caller keeps its data correct with
+// its own compare-and-swap (a conditional UPDATE in a database transaction),
+// which must hold even when two holders overlap: a Redis holder paused past
+// its lease, a Redis that restarts, a lock that cannot be had at all.
+//
+// # Contract
+//
+// Memory and Redis share one method, WithLock(ctx, key, fn), and one contract,
+// which consumers name in an interface of their own:
+//
+//   - fn runs at most once, only while the lock for key is held, and the lock
+//     is released when fn returns or panics (the panic propagates).
+//   - When the lock cannot be had, fn does not run and WithLock returns an
+//     error matching ErrLockTimeout (a live holder kept it past the timeout,
+//     or ctx ended), ErrAbandoned (Redis: its holder stopped renewing it) or
+//     ErrUnavailable (Redis: the server does not answer).
+//   - When fn ran, WithLock returns fn's error; with Redis it is joined with
+//     ErrLeaseLost when Redis showed that the lease ended, or passed to
+//     another holder, before fn returned. fn is not interrupted either way.
+//   - fn's context reports Contended when fn had to wait for another holder,
+//     so fn reads again what that holder may have changed.
 package mutex
 
 import (
@@ -27,21 +50,32 @@ func Contended(ctx context.Context) bool {
 }
 
 // ErrLockTimeout is returned by WithLock when the lock could not be acquired
-// before the configured timeout or the end of ctx. The returned error also
-// matches the cause (context.DeadlineExceeded or context.Canceled).
+// before the configured timeout or the end of ctx; fn did not run. The
+// returned error also matches the cause (context.DeadlineExceeded or
+// context.Canceled).
 var ErrLockTimeout = errors.New("mutex: lock timeout")
+
+// MemoryOptions configure a Memory. The zero value is usable.
+type MemoryOptions struct {
+	// Timeout bounds a wait for a held key. Zero or less: only ctx bounds
+	// it, and WithLock waits until the key is free or ctx ends.
+	Timeout time.Duration
+}
 
 // Memory is an in-process keyed lock. Holders of different keys never wait for
 // each other; waiters for one key are served in arrival order. Entries exist
 // only while a key is held, so memory does not grow with the number of distinct
-// keys ever used. The zero value is not usable; call NewMemory.
+// keys ever used.
+//
+// The zero value is a Memory with no timeout: only ctx bounds a wait. A
+// Memory must not be copied after first use.
 type Memory struct {
 	timeout time.Duration
 
 	mu    sync.Mutex
-	locks map[string]*entry
-	peak  int       // most keys held at once since locks was last made
-	pool  sync.Pool // *entry, reused to keep the uncontended path allocation-free
+	locks map[string]*entry // made on first use
+	peak  int               // most keys held at once since locks was last made
+	pool  sync.Pool         // *entry, reused to keep the uncontended path allocation-free
 }
 
 // shrinkAfter is the peak size past which an emptied map is replaced: Go maps
@@ -55,14 +89,9 @@ type entry struct {
 	waiters []chan struct{}
 }
 
-// NewMemory returns a Memory whose waits last at most timeout (0 or less: only
-// the context bounds a wait).
-func NewMemory(timeout time.Duration) *Memory {
-	return &Memory{
-		timeout: timeout,
-		locks:   make(map[string]*entry),
-		pool:    sync.Pool{New: func() any { return new(entry) }},
-	}
+// NewMemory returns a Memory configured by opts.
+func NewMemory(opts MemoryOptions) *Memory {
+	return &Memory{timeout: opts.Timeout}
 }
 
 // WithLock runs fn while holding the lock for key, waiting until the lock is
@@ -89,7 +118,14 @@ func (m *Memory) acquire(ctx context.Context, key string) (waited bool, err erro
 	m.mu.Lock()
 	e, held := m.locks[key]
 	if !held {
-		m.locks[key] = m.pool.Get().(*entry)
+		if m.locks == nil {
+			m.locks = make(map[string]*entry)
+		}
+		e, _ = m.pool.Get().(*entry)
+		if e == nil {
+			e = new(entry)
+		}
+		m.locks[key] = e
 		m.peak = max(m.peak, len(m.locks))
 		m.mu.Unlock()
 		return false, nil

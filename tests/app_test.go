@@ -98,7 +98,7 @@ func startInstance(t testing.TB, cfg appConfig, clk *clock) *app {
 	t.Cleanup(func() { db.Close() })
 
 	registry := prometheus.NewRegistry()
-	var locks locker = mutex.NewMemory(cfg.lockTimeout)
+	var locks locker = mutex.NewMemory(mutex.MemoryOptions{Timeout: cfg.lockTimeout})
 	var lockCheck handlers.Pinger
 	if cfg.redis != nil {
 		r := mutex.NewRedis(cfg.redis, mutex.RedisOptions{Timeout: cfg.lockTimeout, Prefix: cfg.redisPrefix})

@@ -47,7 +47,7 @@ func newFuzzTarget(f *testing.F) *fuzzTarget {
 	f.Cleanup(func() { db.Close() })
 	now := time.Now()
 	registry := prometheus.NewRegistry()
-	locks := mutex.NewMemory(5 * time.Second)
+	locks := mutex.NewMemory(mutex.MemoryOptions{Timeout: 5 * time.Second})
 	svc, err := auth.NewService(db, locks, auth.Config{
 		Secret: []byte(testSecret), ReuseWindow: 10 * time.Second, BcryptCost: bcrypt.MinCost,
 		Now: func() time.Time { return now }, Logger: log, Metrics: auth.NewMetrics(registry),
