@@ -280,17 +280,30 @@ func (a *app) mustRefresh(t testing.TB, token string) response {
 	return r
 }
 
-// newToken returns the refresh token of a 200 refresh answer.
+// newToken returns the refresh token of a 200 refresh answer, or stops the
+// test. Goroutines other than the test's use tokenOf.
 func newToken(t testing.TB, r response) string {
 	t.Helper()
-	if r.Status != http.StatusOK {
-		t.Fatalf("refresh = %s, want 200", r)
-	}
-	tok, _ := r.json(t)["refreshToken"].(string)
-	if tok == "" {
-		t.Fatalf("refresh answer %s has no refreshToken", r.Body)
+	tok, err := tokenOf(r)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return tok
+}
+
+// tokenOf returns the refresh token of a 200 refresh answer, or an error
+// that says what the answer was instead.
+func tokenOf(r response) (string, error) {
+	if r.Status != http.StatusOK {
+		return "", fmt.Errorf("refresh = %s, want 200", r)
+	}
+	var body struct {
+		RefreshToken string `json:"refreshToken"`
+	}
+	if err := json.Unmarshal(r.Body, &body); err != nil || body.RefreshToken == "" {
+		return "", fmt.Errorf("refresh answer %s has no refreshToken", r.Body)
+	}
+	return body.RefreshToken, nil
 }
 
 // counter reads a counter of the app's registry.
