@@ -95,13 +95,15 @@ func TestRedisAcrossProcesses(t *testing.T) {
 }
 
 // A holder that dies without releasing loses the lock when its lease ends.
+// The waiter is told not to give up on the holder (AbandonAfter longer than
+// the test), so only the lease's end lets it in.
 func TestRedisDeadHolder(t *testing.T) {
 	c := redisClient(t)
 	prefix := testPrefix()
 	if err := c.Set(t.Context(), prefix+"k", "crashed-process", 300*time.Millisecond).Err(); err != nil {
 		t.Fatal(err)
 	}
-	l := mutex.NewRedis(c, mutex.RedisOptions{Timeout: 10 * time.Second, Prefix: prefix})
+	l := mutex.NewRedis(c, mutex.RedisOptions{Timeout: time.Minute, AbandonAfter: time.Hour, Prefix: prefix})
 	ran := false
 	if err := l.WithLock(t.Context(), "k", func(context.Context) error { ran = true; return nil }); err != nil || !ran {
 		t.Fatalf("WithLock after the dead holder's lease = %v, ran %v; want nil, true", err, ran)
