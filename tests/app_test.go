@@ -369,7 +369,7 @@ func openSQL(t testing.TB, url string) *sql.DB {
 	if err != nil {
 		t.Fatalf("open %s: %v", driver, err)
 	}
-	db.SetMaxOpenConns(2) // the server's connections are shared by every test
+	db.SetMaxOpenConns(1) // the server's connections are shared by every test: counting needs one
 	t.Cleanup(func() { db.Close() })
 	return db
 }
