@@ -370,7 +370,7 @@ type lockService struct {
 // answers.
 func newLockService(ctx context.Context, cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (lockService, error) {
 	if cfg.RedisURL == "" {
-		return lockService{locks: mutex.NewMemory(cfg.LockTimeout), kind: "memory", close: func() error { return nil }}, nil
+		return lockService{locks: mutex.NewMemory(mutex.MemoryOptions{Timeout: cfg.LockTimeout}), kind: "memory", close: func() error { return nil }}, nil
 	}
 	opts, err := redis.ParseURL(cfg.RedisURL)
 	if err != nil {

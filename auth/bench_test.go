@@ -17,7 +17,7 @@ func BenchmarkRefreshCollapse(b *testing.B) {
 	for _, callers := range []int{1, 100} {
 		b.Run("callers="+strconv.Itoa(callers), func(b *testing.B) {
 			store := &countingStore{DB: newDB(b)}
-			svc := newService(b, store, mutex.NewMemory(time.Minute))
+			svc := newService(b, store, mutex.NewMemory(mutex.MemoryOptions{Timeout: time.Minute}))
 			sess, err := svc.Register(context.Background(), "bench@example.com", "password123", nil)
 			if err != nil {
 				b.Fatal(err)

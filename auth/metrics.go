@@ -31,7 +31,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"shared"}),
 		locks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "auth_refresh_lock_total",
-			Help: "Locks asked for to rotate a live refresh token, by outcome: acquired; unavailable or abandoned (the rotation went on under the database compare-and-swap alone); timeout (a live holder kept it too long).",
+			Help: "Locks asked for to rotate a live refresh token, by outcome: acquired; unavailable or abandoned (the rotation went on under the database compare-and-swap alone); timeout (a live holder kept it too long); lease_lost (acquired, but the Redis lease ended before the rotation did: it ran under the compare-and-swap alone from then on).",
 		}, []string{"outcome"}),
 	}
 	lockBuckets := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}

@@ -52,6 +52,9 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 		defer cancel()
 		return s.refresh(ctx, refreshToken, hash[:], key)
 	})
+	if s.joinedFlight != nil {
+		s.joinedFlight() // a test's barrier: this caller is a member of the flight now
+	}
 	select {
 	case r := <-results:
 		s.metrics.shared(r.Shared)
@@ -71,9 +74,10 @@ func (s *Service) refresh(ctx context.Context, presented string, hash []byte, ke
 		return out, err
 	}
 	var out Tokens
-	ran := false
+	ran, fnErr := false, error(nil) // fn's own error: WithLock's may add mutex.ErrLeaseLost
 	asked := time.Now()
-	err = s.locks.WithLock(ctx, "refresh_token_"+key, func(ctx context.Context) error {
+	err = s.locks.WithLock(ctx, "refresh_token_"+key, func(ctx context.Context) (err error) {
+		defer func() { fnErr = err }()
 		ran = true
 		held := time.Now()
 		s.metrics.lock("acquired")
@@ -94,7 +98,12 @@ func (s *Service) refresh(ctx context.Context, presented string, hash []byte, ke
 		return err
 	})
 	if ran {
-		return out, err
+		if errors.Is(err, mutex.ErrLeaseLost) {
+			// Another holder may have overlapped; the compare-and-swap kept
+			// the rotation right, so its answer stands.
+			s.metrics.lock("lease_lost")
+		}
+		return out, fnErr
 	}
 	switch {
 	case errors.Is(err, mutex.ErrUnavailable):

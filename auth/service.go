@@ -44,7 +44,11 @@ type Store interface {
 	RevokeFamilyOf(ctx context.Context, hash []byte, now time.Time) error
 }
 
-// Locker serializes work per key. *mutex.Memory satisfies it.
+// Locker serializes work per key; *mutex.Memory and *mutex.Redis satisfy it.
+// WithLock runs fn at most once, while holding key's lock. An error matching
+// mutex.ErrLockTimeout, ErrUnavailable or ErrAbandoned means fn did not run;
+// one matching mutex.ErrLeaseLost means fn ran and its answer stands (see
+// package mutex for the whole contract).
 type Locker interface {
 	WithLock(ctx context.Context, key string, fn func(context.Context) error) error
 }
@@ -90,6 +94,8 @@ type Service struct {
 	now         func() time.Time
 	log         *slog.Logger
 	metrics     *Metrics
+
+	joinedFlight func() // set by tests only: called once a Refresh has joined its flight
 }
 
 // NewService returns a Service over store, serializing refreshes with locks.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tokenrelay/authsvc/auth"
@@ -59,11 +60,19 @@ func (g *gatedLocker) WithLock(ctx context.Context, key string, fn func(context.
 	})
 }
 
-// countingStore counts rotations.
+// countingStore counts reads of a token and rotations.
 type countingStore struct {
 	*models.DB
 	mu        sync.Mutex
+	reads     int
 	rotations int
+}
+
+func (c *countingStore) TokenByHash(ctx context.Context, hash []byte) (models.TokenState, error) {
+	c.mu.Lock()
+	c.reads++
+	c.mu.Unlock()
+	return c.DB.TokenByHash(ctx, hash)
 }
 
 func (c *countingStore) Rotate(ctx context.Context, id int64, now time.Time, sealed []byte, next *models.RefreshToken) error {
@@ -73,13 +82,45 @@ func (c *countingStore) Rotate(ctx context.Context, id int64, now time.Time, sea
 	return c.DB.Rotate(ctx, id, now, sealed, next)
 }
 
+// counter returns the value of the counter name{label="value"} in reg (0
+// when it was never counted).
+func counter(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
 // TestRefreshOutlivesFirstCaller: the caller that started the shared refresh
-// gives up; the 100 others that joined it still get the new pair, from one
-// rotation.
+// gives up; the 100 others that joined its flight still get the new pair,
+// from that one flight: one read of the token, one rotation.
 func TestRefreshOutlivesFirstCaller(t *testing.T) {
 	store := &countingStore{DB: newDB(t)}
-	locks := &gatedLocker{inner: mutex.NewMemory(time.Minute), entered: make(chan struct{}), open: make(chan struct{})}
-	svc := newService(t, store, locks)
+	locks := &gatedLocker{inner: mutex.NewMemory(mutex.MemoryOptions{Timeout: time.Minute}), entered: make(chan struct{}), open: make(chan struct{})}
+	reg := prometheus.NewRegistry()
+	svc, err := auth.NewService(store, locks, auth.Config{
+		Secret: []byte("secret"), ReuseWindow: 10 * time.Second, BcryptCost: bcrypt.MinCost, Metrics: auth.NewMetrics(reg),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const joiners = 100
+	joined := make(chan struct{}, 1+joiners)
+	auth.OnJoinFlight(svc, func() { joined <- struct{}{} })
 	sess, err := svc.Register(t.Context(), "a@example.com", "password123", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -91,9 +132,9 @@ func TestRefreshOutlivesFirstCaller(t *testing.T) {
 		_, err := svc.Refresh(firstCtx, sess.RefreshToken)
 		firstErr <- err
 	}()
-	<-locks.entered // the shared work holds the lock now
+	<-joined
+	<-locks.entered // the shared work holds the lock now, and waits for the gate
 
-	const joiners = 100
 	results := make(chan auth.Tokens, joiners)
 	errs := make(chan error, joiners)
 	var wg sync.WaitGroup
@@ -106,6 +147,9 @@ func TestRefreshOutlivesFirstCaller(t *testing.T) {
 			}
 			results <- tok
 		})
+	}
+	for range joiners {
+		<-joined // every joiner is a member of the gated flight before it ends
 	}
 	cancelFirst()
 	if err := <-firstErr; !errors.Is(err, context.Canceled) {
@@ -125,8 +169,52 @@ func TestRefreshOutlivesFirstCaller(t *testing.T) {
 	if len(distinct) != 1 {
 		t.Errorf("%d distinct successors, want 1", len(distinct))
 	}
-	if store.rotations != 1 {
-		t.Errorf("rotations = %d, want 1", store.rotations)
+	if store.reads != 1 || store.rotations != 1 {
+		t.Errorf("the token was read %d times and rotated %d times, want once each: one flight for all", store.reads, store.rotations)
+	}
+	shared := counter(t, reg, "auth_refresh_callers_total", "shared", "true")
+	alone := counter(t, reg, "auth_refresh_callers_total", "shared", "false")
+	if shared != joiners || alone != 0 {
+		t.Errorf("callers answered from a shared flight: %v, alone: %v; want %d, 0", shared, alone, joiners)
+	}
+}
+
+// leaseLosingLocker runs fn under an in-process lock, then reports what
+// mutex.Redis reports when Redis showed the lease ended while fn ran: fn's
+// error joined with mutex.ErrLeaseLost.
+type leaseLosingLocker struct{ mutex.Memory }
+
+func (l *leaseLosingLocker) WithLock(ctx context.Context, key string, fn func(context.Context) error) error {
+	err := l.Memory.WithLock(ctx, key, fn)
+	return errors.Join(err, fmt.Errorf("%w: test", mutex.ErrLeaseLost))
+}
+
+// A rotation whose lease was lost while it ran still answers with its new
+// pair: the compare-and-swap kept it right. The loss is counted.
+func TestRefreshLeaseLost(t *testing.T) {
+	db := newDB(t)
+	reg := prometheus.NewRegistry()
+	svc, err := auth.NewService(db, new(leaseLosingLocker), auth.Config{
+		Secret: []byte("secret"), ReuseWindow: 10 * time.Second, BcryptCost: bcrypt.MinCost, Metrics: auth.NewMetrics(reg),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := svc.Register(t.Context(), "lease@example.com", "password123", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := svc.Refresh(t.Context(), sess.RefreshToken)
+	if err != nil {
+		t.Fatalf("Refresh with the lease lost = %v, want the new pair", err)
+	}
+	// The successor is the live token now: the rotation committed.
+	again, err := newService(t, db, new(mutex.Memory)).Refresh(t.Context(), next.RefreshToken)
+	if err != nil || again.RefreshToken == next.RefreshToken {
+		t.Errorf("Refresh of the successor = %v, want a new pair", err)
+	}
+	if n := counter(t, reg, "auth_refresh_lock_total", "outcome", "lease_lost"); n != 1 {
+		t.Errorf("lease_lost counted %v times, want 1", n)
 	}
 }
 
@@ -154,9 +242,9 @@ func (c *conflictStore) Rotate(ctx context.Context, id int64, now time.Time, sea
 
 func TestRefreshLosesCompareAndSwap(t *testing.T) {
 	db := newDB(t)
-	other := newService(t, db, mutex.NewMemory(time.Second))
+	other := newService(t, db, mutex.NewMemory(mutex.MemoryOptions{Timeout: time.Second}))
 	store := &conflictStore{DB: db, svc: other}
-	svc := newService(t, store, mutex.NewMemory(time.Second))
+	svc := newService(t, store, mutex.NewMemory(mutex.MemoryOptions{Timeout: time.Second}))
 	sess, err := svc.Register(t.Context(), "b@example.com", "password123", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +260,7 @@ func TestRefreshLosesCompareAndSwap(t *testing.T) {
 }
 
 func TestRegisterAndLogin(t *testing.T) {
-	svc := newService(t, newDB(t), mutex.NewMemory(time.Second))
+	svc := newService(t, newDB(t), mutex.NewMemory(mutex.MemoryOptions{Timeout: time.Second}))
 	ctx := t.Context()
 	name := "Ann"
 	sess, err := svc.Register(ctx, "Ann@Example.COM", "password123", &name)
@@ -211,7 +299,7 @@ func TestNewServiceNeedsSecret(t *testing.T) {
 // TestAuthenticateClaimTypes checks the claims as jsonwebtoken.verify does:
 // exp and nbf must be numbers, iat is not looked at.
 func TestAuthenticateClaimTypes(t *testing.T) {
-	svc := newService(t, newDB(t), mutex.NewMemory(time.Second))
+	svc := newService(t, newDB(t), mutex.NewMemory(mutex.MemoryOptions{Timeout: time.Second}))
 	sess, err := svc.Register(t.Context(), "claims@example.com", "password123", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -263,7 +351,7 @@ func (panickyStore) TokenByHash(context.Context, []byte) (models.TokenState, err
 // error for every caller, the lock is released, and the process lives on
 // (singleflight would otherwise re-panic where nothing can recover).
 func TestRefreshPanicIsAnError(t *testing.T) {
-	locks := mutex.NewMemory(time.Second)
+	locks := mutex.NewMemory(mutex.MemoryOptions{Timeout: time.Second})
 	svc := newService(t, panickyStore{newDB(t)}, locks)
 	var wg sync.WaitGroup
 	for range 50 {
@@ -295,7 +383,7 @@ func (d *denyingLocker) WithLock(ctx context.Context, key string, fn func(contex
 // within the window, a reuse, an unknown token never ask for the lock.
 func TestRefreshSettledTokensTakeNoLock(t *testing.T) {
 	db := newDB(t)
-	svc := newService(t, db, mutex.NewMemory(time.Second))
+	svc := newService(t, db, mutex.NewMemory(mutex.MemoryOptions{Timeout: time.Second}))
 	sess, err := svc.Register(t.Context(), "settled@example.com", "password123", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -379,7 +467,7 @@ func TestPreviousSecret(t *testing.T) {
 	db := newDB(t)
 	cost := bcrypt.MinCost
 	service := func(secret, previous string) *auth.Service {
-		s, err := auth.NewService(db, mutex.NewMemory(time.Second), auth.Config{Secret: []byte(secret), PreviousSecret: []byte(previous), BcryptCost: cost, ReuseWindow: 10 * time.Second})
+		s, err := auth.NewService(db, mutex.NewMemory(mutex.MemoryOptions{Timeout: time.Second}), auth.Config{Secret: []byte(secret), PreviousSecret: []byte(previous), BcryptCost: cost, ReuseWindow: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -442,9 +530,9 @@ func TestRefreshRacingLogout(t *testing.T) {
 	for _, replay := range []bool{false, true} {
 		t.Run(map[bool]string{false: "rotation", true: "replay"}[replay], func(t *testing.T) {
 			db := newDB(t)
-			plain := newService(t, db, mutex.NewMemory(time.Second))
+			plain := newService(t, db, mutex.NewMemory(mutex.MemoryOptions{Timeout: time.Second}))
 			store := &logoutStore{DB: db, svc: plain}
-			svc := newService(t, store, mutex.NewMemory(time.Second))
+			svc := newService(t, store, mutex.NewMemory(mutex.MemoryOptions{Timeout: time.Second}))
 			sess, err := plain.Register(t.Context(), "race@example.com", "password123", nil)
 			if err != nil {
 				t.Fatal(err)

@@ -174,7 +174,7 @@ func Run(ctx context.Context, cfg Config) (rep Report, err error) {
 	if err != nil {
 		return Report{}, err
 	}
-	locked := naiverotation.Locked{Store: plain, Locks: mutex.NewMemory(5 * time.Second)}
+	locked := naiverotation.Locked{Store: plain, Locks: mutex.NewMemory(mutex.MemoryOptions{Timeout: 5 * time.Second})}
 	mutexURL, err := listen(ctx, &wg, naiverotation.Handler(locked.Rotate))
 	if err != nil {
 		return Report{}, err

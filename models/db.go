@@ -277,6 +277,3 @@ func (db *DB) Close() error {
 	}
 	return errors.Join(errs...)
 }
-
-// Gorm returns the write pool, for tests and tools that need raw access.
-func (db *DB) Gorm() *gorm.DB { return db.write }

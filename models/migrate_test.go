@@ -94,7 +94,7 @@ func latestVersion(t *testing.T, dialect string) int64 {
 func assertMigrated(t *testing.T, db *DB, tdb testDB) {
 	t.Helper()
 	var rows []struct{ VersionID, N int64 }
-	if err := db.Gorm().Raw("SELECT version_id, count(*) AS n FROM goose_db_version GROUP BY version_id ORDER BY version_id").Scan(&rows).Error; err != nil {
+	if err := db.write.Raw("SELECT version_id, count(*) AS n FROM goose_db_version GROUP BY version_id ORDER BY version_id").Scan(&rows).Error; err != nil {
 		t.Fatalf("read the version table: %v", err)
 	}
 	latest := latestVersion(t, db.Dialect())
@@ -108,7 +108,7 @@ func assertMigrated(t *testing.T, db *DB, tdb testDB) {
 	}
 	if tdb.schema != "" {
 		var n int
-		db.Gorm().Raw("SELECT count(*) FROM pg_tables WHERE schemaname = ? AND tablename = 'goose_db_version'", tdb.schema).Scan(&n)
+		db.write.Raw("SELECT count(*) FROM pg_tables WHERE schemaname = ? AND tablename = 'goose_db_version'", tdb.schema).Scan(&n)
 		if n != 1 {
 			t.Errorf("goose_db_version is not in the search_path's schema %s", tdb.schema)
 		}
@@ -235,7 +235,7 @@ func schemaOf(t *testing.T, tdb testDB, dialect string) []string {
 	var out []string
 	for _, q := range queries {
 		var lines []string
-		if err := db.Gorm().Raw(q, args...).Scan(&lines).Error; err != nil {
+		if err := db.write.Raw(q, args...).Scan(&lines).Error; err != nil {
 			t.Fatalf("describe the schema: %v", err)
 		}
 		out = append(out, lines...)
@@ -374,7 +374,7 @@ func TestOpenWithoutMigratingRefusesPendingMigrations(t *testing.T) {
 		defer db.Close()
 
 		// A newer release applied a version this build does not know.
-		if err := db.Gorm().Exec("INSERT INTO goose_db_version (version_id, is_applied) VALUES (99999, true)").Error; err != nil {
+		if err := db.write.Exec("INSERT INTO goose_db_version (version_id, is_applied) VALUES (99999, true)").Error; err != nil {
 			t.Fatal(err)
 		}
 		for _, migrate := range []bool{false, true} {

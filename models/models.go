@@ -1,5 +1,30 @@
-// Package models holds the GORM models of the service and the context-aware
-// queries over them, for SQLite (the embedded default) and PostgreSQL.
+// Package models stores the service's users and refresh tokens, in SQLite
+// (the embedded default) or PostgreSQL, behind context-aware methods of DB
+// that return this package's sentinel errors, never a driver's.
+//
+// # gorm or database/sql
+//
+// One rule decides which a query uses:
+//
+//   - The refresh path (reading a token's state, the compare-and-swap that
+//     rotates it, the insert of its successor) runs database/sql statements
+//     prepared once at Open. It is the hot path: gorm's reflection and SQL
+//     building cost more than these queries, and on SQLite every
+//     microsecond the single write connection is held is one that no other
+//     rotation can use.
+//   - Everything else (registration, login, logout, the maintenance jobs)
+//     goes through gorm: a few calls a second at most, where the models'
+//     mapping, one placeholder style and gorm's error translation
+//     (ErrDuplicatedKey, which becomes ErrDuplicateEmail) are worth more
+//     than their cost. SQL that gorm cannot build (an UPDATE with a
+//     subquery or a LIMIT) is written out and run by gorm's Exec.
+//   - Migrations run on database/sql, which goose needs.
+//
+// # One schema
+//
+// The goose migrations in migrations/<dialect> are the schema, the only
+// place that creates or changes it. The gorm tags of User and RefreshToken
+// only name columns; they create nothing.
 package models
 
 import (
@@ -20,11 +45,11 @@ var (
 
 // User is an account. Email is stored lower-cased, so it is unique regardless of case.
 type User struct {
-	ID           string    `gorm:"primaryKey;size:36"`
-	Email        string    `gorm:"size:320;not null;uniqueIndex"`
-	PasswordHash string    `gorm:"size:60;not null"`
-	Name         *string   `gorm:"size:400"`
-	CreatedAt    time.Time `gorm:"not null"`
+	ID           string    `gorm:"column:id"`
+	Email        string    `gorm:"column:email"`
+	PasswordHash string    `gorm:"column:password_hash"`
+	Name         *string   `gorm:"column:name"`
+	CreatedAt    time.Time `gorm:"column:created_at"`
 }
 
 // RefreshToken is one refresh token of a family (the chain of tokens that
@@ -33,17 +58,17 @@ type User struct {
 // the hash of its successor and the successor itself sealed under a key that
 // only the rotated token's holder can derive (see package auth).
 type RefreshToken struct {
-	ID              int64     `gorm:"primaryKey"`
-	TokenHash       []byte    `gorm:"not null;uniqueIndex"`
-	UserID          string    `gorm:"size:36;not null;index"`
-	FamilyID        string    `gorm:"size:36;not null;index"`
-	ParentID        *int64    `gorm:""`
-	ExpiresAt       time.Time `gorm:"not null;index"`
-	CreatedAt       time.Time `gorm:"not null"`
-	RotatedAt       *time.Time
-	SuccessorHash   []byte
-	SuccessorSealed []byte
-	RevokedAt       *time.Time
+	ID              int64      `gorm:"column:id"`
+	TokenHash       []byte     `gorm:"column:token_hash"`
+	UserID          string     `gorm:"column:user_id"`
+	FamilyID        string     `gorm:"column:family_id"`
+	ParentID        *int64     `gorm:"column:parent_id"`
+	ExpiresAt       time.Time  `gorm:"column:expires_at"`
+	CreatedAt       time.Time  `gorm:"column:created_at"`
+	RotatedAt       *time.Time `gorm:"column:rotated_at"`
+	SuccessorHash   []byte     `gorm:"column:successor_hash"`
+	SuccessorSealed []byte     `gorm:"column:successor_sealed"`
+	RevokedAt       *time.Time `gorm:"column:revoked_at"`
 }
 
 // TokenState is a refresh token as the refresh path needs it: the row, its

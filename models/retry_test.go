@@ -298,7 +298,7 @@ func TestRetryAfterAnUnknownCommit(t *testing.T) {
 		count := func(query string, args ...any) int64 {
 			t.Helper()
 			var n int64
-			if err := db.Gorm().WithContext(ctx).Raw(query, args...).Scan(&n).Error; err != nil {
+			if err := db.write.WithContext(ctx).Raw(query, args...).Scan(&n).Error; err != nil {
 				t.Fatal(err)
 			}
 			return n
@@ -326,7 +326,7 @@ func TestRetryAfterAnUnknownCommit(t *testing.T) {
 			db.retry.wrap = func(ctx context.Context, op string, n int, run func(context.Context) error) error {
 				if n == 0 {
 					other := User{ID: "u-other", Email: "taken@example.com", PasswordHash: "x", CreatedAt: now}
-					if err := db.Gorm().WithContext(ctx).Create(&other).Error; err != nil {
+					if err := db.write.WithContext(ctx).Create(&other).Error; err != nil {
 						return err
 					}
 					return io.ErrUnexpectedEOF // and our first attempt never reached the server
@@ -370,7 +370,7 @@ func TestRetryAfterAnUnknownCommit(t *testing.T) {
 		t.Run("Rotate", func(t *testing.T) {
 			commitThenFail(db, "rotate refresh token")
 			var parent RefreshToken
-			if err := db.Gorm().WithContext(ctx).Where("token_hash = ?", []byte("login-0")).First(&parent).Error; err != nil {
+			if err := db.write.WithContext(ctx).Where("token_hash = ?", []byte("login-0")).First(&parent).Error; err != nil {
 				t.Fatal(err)
 			}
 			next := &RefreshToken{TokenHash: []byte("login-1"), UserID: "u-create", FamilyID: "f-login", ParentID: &parent.ID, ExpiresAt: now.Add(time.Hour), CreatedAt: now}
@@ -423,7 +423,7 @@ func TestRetryAfterAnUnknownCommit(t *testing.T) {
 func TestPostgresDeadPoolCostsOneRetry(t *testing.T) {
 	db, name, admin := openPostgres(t)
 	ctx := t.Context()
-	pool, err := db.Gorm().DB()
+	pool, err := db.write.DB()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,15 @@ type locker interface {
 func noop(context.Context) error { return nil }
 
 func TestMemory(t *testing.T) {
-	testLocker(t, func(t *testing.T, timeout time.Duration) locker { return mutex.NewMemory(timeout) })
+	testLocker(t, func(t *testing.T, timeout time.Duration) locker {
+		return mutex.NewMemory(mutex.MemoryOptions{Timeout: timeout})
+	})
+}
+
+// The zero value of Memory is a lock whose waits only ctx bounds, and it
+// meets the whole contract.
+func TestMemoryZeroValue(t *testing.T) {
+	testLocker(t, func(*testing.T, time.Duration) locker { return new(mutex.Memory) })
 }
 
 // testLocker is the contract every keyed lock must meet. newLocker returns a
@@ -219,7 +227,7 @@ func testLocker(t *testing.T, newLocker func(t *testing.T, timeout time.Duration
 // Like sync.Mutex, a free Memory lock is taken even with a done context;
 // only waiting is bounded by ctx. (A Redis lock needs a live context to ask.)
 func TestMemoryDoneContextFreeKey(t *testing.T) {
-	l := mutex.NewMemory(time.Minute)
+	l := mutex.NewMemory(mutex.MemoryOptions{Timeout: time.Minute})
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	ran := false
@@ -241,7 +249,7 @@ func TestMemoryTimeout(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				m := mutex.NewMemory(tc.timeout)
+				m := mutex.NewMemory(mutex.MemoryOptions{Timeout: tc.timeout})
 				held, release := make(chan struct{}), make(chan struct{})
 				go m.WithLock(t.Context(), "k", func(context.Context) error { close(held); <-release; return nil })
 				<-held
@@ -270,7 +278,7 @@ func TestMemoryTimeout(t *testing.T) {
 // pass the lock on, or the next waiter would wait forever.
 func TestMemoryHandOffToDepartingWaiter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := mutex.NewMemory(0)
+		var m mutex.Memory // no timeout: only ctx bounds a wait
 		for range 100 {
 			held, release := make(chan struct{}), make(chan struct{})
 			go m.WithLock(t.Context(), "k", func(context.Context) error { close(held); <-release; return nil })
@@ -296,7 +304,7 @@ func TestMemoryHandOffToDepartingWaiter(t *testing.T) {
 }
 
 func ExampleMemory_WithLock() {
-	locks := mutex.NewMemory(5 * time.Second)
+	locks := mutex.NewMemory(mutex.MemoryOptions{Timeout: 5 * time.Second})
 	err := locks.WithLock(context.Background(), "user_operation_42", func(ctx context.Context) error {
 		fmt.Println("held:", locks.IsLocked("user_operation_42"))
 		return nil
@@ -311,7 +319,7 @@ func ExampleMemory_WithLock() {
 // the key free does not.
 func TestMemoryContended(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		m := mutex.NewMemory(time.Minute)
+		m := mutex.NewMemory(mutex.MemoryOptions{Timeout: time.Minute})
 		held, release := make(chan struct{}), make(chan struct{})
 		first := make(chan bool, 1)
 		go m.WithLock(t.Context(), "k", func(ctx context.Context) error {

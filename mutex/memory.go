@@ -1,6 +1,3 @@
-// Package mutex provides keyed locks: at most one holder per key at a time, with
-// bounded waits. Memory serializes goroutines of one process; Redis extends
-// the same method set to several processes that share a Redis server.
 package mutex
 
 import (
@@ -27,21 +24,32 @@ func Contended(ctx context.Context) bool {
 }
 
 // ErrLockTimeout is returned by WithLock when the lock could not be acquired
-// before the configured timeout or the end of ctx. The returned error also
-// matches the cause (context.DeadlineExceeded or context.Canceled).
+// before the configured timeout or the end of ctx; fn did not run. The
+// returned error also matches the cause (context.DeadlineExceeded or
+// context.Canceled).
 var ErrLockTimeout = errors.New("mutex: lock timeout")
+
+// MemoryOptions configure a Memory. The zero value is usable.
+type MemoryOptions struct {
+	// Timeout bounds a wait for a held key. Zero or less: only ctx bounds
+	// it, and WithLock waits until the key is free or ctx ends.
+	Timeout time.Duration
+}
 
 // Memory is an in-process keyed lock. Holders of different keys never wait for
 // each other; waiters for one key are served in arrival order. Entries exist
 // only while a key is held, so memory does not grow with the number of distinct
-// keys ever used. The zero value is not usable; call NewMemory.
+// keys ever used.
+//
+// The zero value is a Memory with no timeout: only ctx bounds a wait. A
+// Memory must not be copied after first use.
 type Memory struct {
 	timeout time.Duration
 
 	mu    sync.Mutex
-	locks map[string]*entry
-	peak  int       // most keys held at once since locks was last made
-	pool  sync.Pool // *entry, reused to keep the uncontended path allocation-free
+	locks map[string]*entry // made on first use
+	peak  int               // most keys held at once since locks was last made
+	pool  sync.Pool         // *entry, reused to keep the uncontended path allocation-free
 }
 
 // shrinkAfter is the peak size past which an emptied map is replaced: Go maps
@@ -55,14 +63,9 @@ type entry struct {
 	waiters []chan struct{}
 }
 
-// NewMemory returns a Memory whose waits last at most timeout (0 or less: only
-// the context bounds a wait).
-func NewMemory(timeout time.Duration) *Memory {
-	return &Memory{
-		timeout: timeout,
-		locks:   make(map[string]*entry),
-		pool:    sync.Pool{New: func() any { return new(entry) }},
-	}
+// NewMemory returns a Memory configured by opts.
+func NewMemory(opts MemoryOptions) *Memory {
+	return &Memory{timeout: opts.Timeout}
 }
 
 // WithLock runs fn while holding the lock for key, waiting until the lock is
@@ -89,7 +92,14 @@ func (m *Memory) acquire(ctx context.Context, key string) (waited bool, err erro
 	m.mu.Lock()
 	e, held := m.locks[key]
 	if !held {
-		m.locks[key] = m.pool.Get().(*entry)
+		if m.locks == nil {
+			m.locks = make(map[string]*entry)
+		}
+		e, _ = m.pool.Get().(*entry)
+		if e == nil {
+			e = new(entry)
+		}
+		m.locks[key] = e
 		m.peak = max(m.peak, len(m.locks))
 		m.mu.Unlock()
 		return false, nil

@@ -12,7 +12,7 @@ import (
 // TestMemoryNoLeak checks that a million distinct keys, used one after another
 // and then held all at once, leave no entry and no memory behind.
 func TestMemoryNoLeak(t *testing.T) {
-	m := NewMemory(time.Second)
+	m := NewMemory(MemoryOptions{Timeout: time.Second})
 	base := heapInUse()
 
 	noop := func(context.Context) error { return nil }
@@ -58,14 +58,14 @@ func BenchmarkWithLock(b *testing.B) {
 	noop := func(context.Context) error { return nil }
 	ctx := context.Background()
 	b.Run("uncontended", func(b *testing.B) {
-		m := NewMemory(time.Second)
+		m := NewMemory(MemoryOptions{Timeout: time.Second})
 		b.ReportAllocs()
 		for b.Loop() {
 			_ = m.WithLock(ctx, "refresh_token_0123456789abcdef", noop)
 		}
 	})
 	b.Run("contended-one-key", func(b *testing.B) {
-		m := NewMemory(time.Minute)
+		m := NewMemory(MemoryOptions{Timeout: time.Minute})
 		b.ReportAllocs()
 		b.SetParallelism(8) // 8 goroutines per core fight for one key
 		b.RunParallel(func(pb *testing.PB) {
@@ -75,7 +75,7 @@ func BenchmarkWithLock(b *testing.B) {
 		})
 	})
 	b.Run("parallel-distinct-keys", func(b *testing.B) {
-		m := NewMemory(time.Minute)
+		m := NewMemory(MemoryOptions{Timeout: time.Minute})
 		var next sync.Mutex
 		id := 0
 		b.ReportAllocs()

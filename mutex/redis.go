@@ -25,6 +25,16 @@ var ErrUnavailable = errors.New("mutex: lock service unavailable")
 // compare-and-swap) goes on without it.
 var ErrAbandoned = errors.New("mutex: lock abandoned by its holder")
 
+// ErrLeaseLost is joined to fn's error by Redis.WithLock when Redis showed
+// that the holder's lease ended before fn returned: a renewal or the release
+// found the key expired or held by another holder (a process paused past its
+// lease, a Redis outage longer than it). fn ran to its end, uninterrupted,
+// and another holder may have run meanwhile: fn's effects stand, guarded by
+// the caller's own compare-and-swap. A caller branches on it to count or log
+// the overlap, not to undo fn. When Redis cannot be reached to renew or
+// release, WithLock cannot tell and does not report a loss.
+var ErrLeaseLost = errors.New("mutex: lease lost while fn ran")
+
 // Client is the part of a Redis client that Redis uses; *redis.Client,
 // *redis.ClusterClient and *redis.Ring satisfy it.
 type Client interface {
@@ -85,15 +95,21 @@ type RedisOptions struct {
 // compare-and-swap. It therefore fails fast rather than waits: a circuit
 // breaker answers ErrUnavailable at once while Redis is down, and a waiter
 // gives up with ErrAbandoned when the holder does not renew its lease.
+//
+// Make one with NewRedis; the zero value has no client and is not usable.
 type Redis struct {
 	client  Client
 	local   *Memory
 	opts    RedisOptions
 	breaker *gobreaker.CircuitBreaker[any]
 	down    atomic.Bool // Redis was last seen unavailable
+
+	// renewals, when set by a test, replaces the renewal ticker: a lease is
+	// renewed each time a value arrives on it.
+	renewals <-chan time.Time
 }
 
-// NewRedis returns a lock on client.
+// NewRedis returns a lock on client configured by opts.
 func NewRedis(client Client, opts RedisOptions) *Redis {
 	if opts.Lease <= 0 {
 		opts.Lease = 3 * time.Second
@@ -107,7 +123,7 @@ func NewRedis(client Client, opts RedisOptions) *Redis {
 	if opts.Prefix == "" {
 		opts.Prefix = "authsvc:lock:"
 	}
-	r := &Redis{client: client, local: NewMemory(opts.Timeout), opts: opts}
+	r := &Redis{client: client, local: NewMemory(MemoryOptions{Timeout: opts.Timeout}), opts: opts}
 	r.breaker = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:        "redis-lock",
 		MaxRequests: 1, // one probe while half-open; the others answer ErrUnavailable at once
@@ -147,13 +163,14 @@ func (r *Redis) call(fn func() (any, error)) (any, error) {
 // stopped renewing it, ErrUnavailable when Redis does not answer. The lock is
 // released when fn returns or panics (the panic propagates).
 //
-// fn's context reports Contended when fn had to wait for another holder. A
-// lease that cannot be renewed while fn runs (Redis went away) does not
-// interrupt fn: another process may then take the lock before fn returns.
-// WithLock is safe for concurrent use.
+// fn's context reports Contended when fn had to wait for another holder.
+// While fn runs its lease is renewed every third of it. A lease that ends
+// anyway (renewals that fail, a pause longer than the lease) does not
+// interrupt fn; when Redis shows it, WithLock returns fn's error joined with
+// ErrLeaseLost. WithLock is safe for concurrent use.
 func (r *Redis) WithLock(ctx context.Context, key string, fn func(context.Context) error) error {
 	deadline := time.Now().Add(r.opts.Timeout)
-	return r.local.WithLock(ctx, key, func(ctx context.Context) error {
+	return r.local.WithLock(ctx, key, func(ctx context.Context) (err error) {
 		// The wait in line here took part of the budget; the rest bounds the wait in Redis.
 		waitCtx := ctx
 		if r.opts.Timeout > 0 {
@@ -161,25 +178,39 @@ func (r *Redis) WithLock(ctx context.Context, key string, fn func(context.Contex
 			waitCtx, cancel = context.WithDeadline(ctx, deadline)
 			defer cancel()
 		}
-		token, waited, err := r.acquire(waitCtx, r.opts.Prefix+key)
+		rkey := r.opts.Prefix + key
+		token, waited, err := r.acquire(waitCtx, rkey)
 		if err != nil {
 			return err
 		}
-		stop := r.keepAlive(ctx, r.opts.Prefix+key, token)
+		stop := r.keepAlive(ctx, rkey, token)
 		defer func() {
-			stop()
-			// Released even when ctx is done: a fresh context, briefly.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			defer cancel()
-			_, _ = r.call(func() (any, error) {
-				return nil, releaseScript.Run(rctx, r.client, []string{r.opts.Prefix + key}, token).Err()
-			})
+			lost := stop()
+			if !r.release(ctx, rkey, token) {
+				lost = true
+			}
+			if lost {
+				err = errors.Join(err, fmt.Errorf("%w: %q", ErrLeaseLost, key))
+			}
 		}()
 		if waited && !Contended(ctx) {
 			ctx = withContended(ctx)
 		}
 		return fn(ctx)
 	})
+}
+
+// release deletes key in Redis if token still holds it. It reports false
+// only when Redis answered that token no longer held the key; a Redis that
+// does not answer leaves the key to its lease.
+func (r *Redis) release(ctx context.Context, key, token string) (held bool) {
+	// Released even when ctx is done: a fresh context, briefly.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	n, err := r.call(func() (any, error) {
+		return releaseScript.Run(ctx, r.client, []string{key}, token).Int()
+	})
+	return err != nil || n.(int) == 1
 }
 
 // acquire takes the key in Redis and returns the token it holds it with, and
@@ -231,31 +262,41 @@ func (r *Redis) acquire(ctx context.Context, key string) (token string, waited b
 }
 
 // keepAlive renews the lease every third of it until stop is called or a
-// renewal fails; a failed renewal ends the renewals and nothing else.
-func (r *Redis) keepAlive(ctx context.Context, key, token string) (stop func()) {
+// renewal fails; a failed renewal ends the renewals and nothing else. stop
+// reports whether a renewal found the key no longer held by token.
+func (r *Redis) keepAlive(ctx context.Context, key, token string) (stop func() (lost bool)) {
 	done := make(chan struct{})
-	stopped := make(chan struct{})
+	result := make(chan bool, 1)
 	go func() {
-		defer close(stopped)
-		tick := time.NewTicker(r.opts.Lease / 3)
-		defer tick.Stop()
+		lost := false
+		defer func() { result <- lost }()
+		ticks := r.renewals
+		if ticks == nil {
+			tick := time.NewTicker(r.opts.Lease / 3)
+			defer tick.Stop()
+			ticks = tick.C
+		}
 		for {
 			select {
 			case <-done:
 				return
-			case <-tick.C:
+			case <-ticks:
 				n, err := r.call(func() (any, error) {
 					return extendScript.Run(context.WithoutCancel(ctx), r.client, []string{key}, token, r.opts.Lease.Milliseconds()).Int()
 				})
-				if err != nil || n.(int) == 0 {
-					return // lost: fn goes on, guarded by its caller's own compare-and-swap
+				if err != nil {
+					return // Redis does not answer: the lease may still hold, or not
+				}
+				if n.(int) == 0 {
+					lost = true
+					return
 				}
 			}
 		}
 	}()
-	return func() {
+	return func() bool {
 		close(done)
-		<-stopped
+		return <-result
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -94,69 +95,170 @@ func TestRedisAcrossProcesses(t *testing.T) {
 }
 
 // A holder that dies without releasing loses the lock when its lease ends.
+// The waiter is told not to give up on the holder (AbandonAfter longer than
+// the test), so only the lease's end lets it in.
 func TestRedisDeadHolder(t *testing.T) {
 	c := redisClient(t)
 	prefix := testPrefix()
 	if err := c.Set(t.Context(), prefix+"k", "crashed-process", 300*time.Millisecond).Err(); err != nil {
 		t.Fatal(err)
 	}
-	l := mutex.NewRedis(c, mutex.RedisOptions{Timeout: 10 * time.Second, Prefix: prefix})
+	l := mutex.NewRedis(c, mutex.RedisOptions{Timeout: time.Minute, AbandonAfter: time.Hour, Prefix: prefix})
 	ran := false
 	if err := l.WithLock(t.Context(), "k", func(context.Context) error { ran = true; return nil }); err != nil || !ran {
 		t.Fatalf("WithLock after the dead holder's lease = %v, ran %v; want nil, true", err, ran)
 	}
 }
 
-// The lease is renewed while fn runs: a holder that outlives its lease keeps
-// the lock, and another process times out waiting for it.
+// The lease is renewed while fn runs: each renewal puts the key's expiry a
+// whole lease ahead again, so a holder keeps its lock past its first lease.
+// The test decides when renewals happen, and stands for the time that passes
+// between them by shortening the key's lease in Redis.
 func TestRedisLeaseRenewed(t *testing.T) {
 	c := redisClient(t)
 	prefix := testPrefix()
-	holder := mutex.NewRedis(c, mutex.RedisOptions{Lease: 600 * time.Millisecond, Prefix: prefix})
-	other := mutex.NewRedis(c, mutex.RedisOptions{Timeout: 2 * time.Second, Prefix: prefix}) // > 3 leases
-	held, release := make(chan struct{}), make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		done <- holder.WithLock(t.Context(), "k", func(ctx context.Context) error {
-			close(held)
-			select {
-			case <-release:
-				return nil
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
-		})
-	}()
-	<-held
-	if err := other.WithLock(t.Context(), "k", noop); !errors.Is(err, mutex.ErrLockTimeout) {
-		t.Errorf("other process's WithLock while the lease is renewed = %v, want ErrLockTimeout", err)
+	// Loaded first, so that every renewal goes through EvalSha, which the spy sees.
+	if err := mutex.ExtendScript.Load(t.Context(), c).Err(); err != nil {
+		t.Fatal(err)
 	}
-	close(release)
-	if err := <-done; err != nil {
-		t.Errorf("holder = %v", err)
+	renewed := make(chan int64)
+	spy := &scriptClient{Client: c}
+	spy.evalSha = func(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+		cmd := c.EvalSha(ctx, sha, keys, args...)
+		if sha == mutex.ExtendScript.Hash() {
+			n, err := cmd.Int64()
+			if err != nil {
+				n = -1
+			}
+			renewed <- n
+		}
+		return cmd
+	}
+	const lease = time.Minute
+	holder := mutex.NewRedis(spy, mutex.RedisOptions{Lease: lease, Prefix: prefix})
+	ticks := make(chan time.Time)
+	holder.RenewOn(ticks)
+	err := holder.WithLock(t.Context(), "k", func(ctx context.Context) error {
+		for i := 1; i <= 3; i++ {
+			// As if all but a second of the lease had passed.
+			if err := c.PExpire(ctx, prefix+"k", time.Second).Err(); err != nil {
+				return err
+			}
+			ticks <- time.Now()
+			if n := <-renewed; n != 1 {
+				return fmt.Errorf("renewal %d answered %d, want 1: the key was no longer the holder's", i, n)
+			}
+			if ttl := c.PTTL(ctx, prefix+"k").Val(); ttl <= time.Second {
+				return fmt.Errorf("lease after renewal %d = %v, want it back near %v", i, ttl, lease)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("WithLock = %v", err)
+	}
+	if n, _ := c.Exists(t.Context(), prefix+"k").Result(); n != 0 {
+		t.Error("the key is still in Redis after the holder left")
 	}
 }
 
 // A lost lease does not interrupt the holder: the lock saves work, and the
 // caller's own compare-and-swap keeps it correct. Another process may take
-// the key meanwhile, and the first holder's release leaves it alone.
+// the key meanwhile; WithLock then returns fn's error joined with
+// ErrLeaseLost, and the first holder's release leaves the new holder's key
+// alone.
 func TestRedisLeaseLost(t *testing.T) {
 	c := redisClient(t)
 	prefix := testPrefix()
-	first := mutex.NewRedis(c, mutex.RedisOptions{Lease: 300 * time.Millisecond, Prefix: prefix})
+	first := mutex.NewRedis(c, mutex.RedisOptions{Lease: time.Minute, Prefix: prefix})
 	second := mutex.NewRedis(c, mutex.RedisOptions{Timeout: 5 * time.Second, Prefix: prefix})
-	secondRan := false
-	err := first.WithLock(t.Context(), "k", func(ctx context.Context) error {
-		if err := c.Del(t.Context(), prefix+"k").Err(); err != nil { // as a long outage would
-			return err
+	for _, fnErr := range []error{nil, errors.New("fn's own failure")} {
+		secondRan, finished := false, false
+		err := first.WithLock(t.Context(), "k", func(ctx context.Context) error {
+			// As a lease that ran out would: the key goes, and another process takes it.
+			if err := c.Del(ctx, prefix+"k").Err(); err != nil {
+				return err
+			}
+			if err := second.WithLock(ctx, "k", func(context.Context) error { secondRan = true; return nil }); err != nil {
+				return err
+			}
+			// A third process holds the key as the first holder returns.
+			if err := c.Set(ctx, prefix+"k", "third-holder", time.Minute).Err(); err != nil {
+				return err
+			}
+			finished = ctx.Err() == nil
+			return fnErr
+		})
+		if !errors.Is(err, mutex.ErrLeaseLost) || (fnErr != nil && !errors.Is(err, fnErr)) {
+			t.Errorf("WithLock with its lease lost = %v, want fn's error (%v) and ErrLeaseLost", err, fnErr)
 		}
-		if err := second.WithLock(t.Context(), "k", func(context.Context) error { secondRan = true; return nil }); err != nil {
-			return err
+		if !secondRan || !finished {
+			t.Errorf("second holder ran: %v; fn ran to its end uninterrupted: %v; want true, true", secondRan, finished)
 		}
-		return ctx.Err()
-	})
-	if err != nil || !secondRan {
-		t.Fatalf("WithLock with its lease lost = %v, second holder ran %v; want nil, true", err, secondRan)
+		if v := c.Get(t.Context(), prefix+"k").Val(); v != "third-holder" {
+			t.Errorf("key = %q after the first holder's release, want the third holder's key left alone", v)
+		}
+		c.Del(t.Context(), prefix+"k")
+	}
+}
+
+// A renewal that finds the key gone is a lost lease even when Redis cannot
+// be reached for the release. A renewal that cannot reach Redis says
+// nothing about the lease, and no loss is reported.
+func TestRedisLeaseLostSeenByRenewal(t *testing.T) {
+	c := redisClient(t)
+	// Loaded first, so that every renewal goes through EvalSha, which the spy sees.
+	if err := mutex.ExtendScript.Load(t.Context(), c).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		keyGone  bool // the key expired before the renewal
+		wantLost bool
+	}{
+		{name: "renewal finds the key gone", keyGone: true, wantLost: true},
+		{name: "renewal cannot reach Redis", keyGone: false, wantLost: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			prefix := testPrefix()
+			var down atomic.Bool
+			renewed := make(chan struct{})
+			flaky := &scriptClient{Client: c}
+			flaky.evalSha = func(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+				if sha == mutex.ExtendScript.Hash() {
+					defer func() { renewed <- struct{}{} }()
+				}
+				if down.Load() {
+					cmd := redis.NewCmd(ctx)
+					cmd.SetErr(errors.New("dial tcp 127.0.0.1:6379: connect: connection refused"))
+					return cmd
+				}
+				return c.EvalSha(ctx, sha, keys, args...)
+			}
+			l := mutex.NewRedis(flaky, mutex.RedisOptions{Lease: time.Minute, Prefix: prefix})
+			ticks := make(chan time.Time)
+			l.RenewOn(ticks)
+			err := l.WithLock(t.Context(), "k", func(ctx context.Context) error {
+				if tc.keyGone {
+					if err := c.Del(ctx, prefix+"k").Err(); err != nil {
+						return err
+					}
+				} else {
+					down.Store(true)
+				}
+				ticks <- time.Now()
+				<-renewed
+				down.Store(true) // the release cannot reach Redis either
+				return nil
+			})
+			if lost := errors.Is(err, mutex.ErrLeaseLost); lost != tc.wantLost {
+				t.Errorf("WithLock = %v; ErrLeaseLost %v, want %v", err, lost, tc.wantLost)
+			}
+			if err != nil && !tc.wantLost {
+				t.Errorf("WithLock = %v, want nil: fn succeeded and no loss was seen", err)
+			}
+			c.Del(t.Context(), prefix+"k")
+		})
 	}
 }
 

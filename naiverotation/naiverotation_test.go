@@ -143,7 +143,7 @@ func TestStormFailsWithRecordNotFound(t *testing.T) {
 // every caller but the first finds the row gone.
 func TestLockedWaitersAreLoggedOut(t *testing.T) {
 	f := newFixture(t)
-	l := naiverotation.Locked{Store: open(t, f.path), Locks: mutex.NewMemory(time.Minute)}
+	l := naiverotation.Locked{Store: open(t, f.path), Locks: mutex.NewMemory(mutex.MemoryOptions{Timeout: time.Minute})}
 	ok, notFound, invalid, other := storm(300, l.Rotate, f.token(t))
 	if ok != 1 || notFound != 0 || invalid != 299 || len(other) > 0 {
 		t.Errorf("ok %d, record not found %d, invalid %d, other %v; want 1 ok and 299 invalid", ok, notFound, invalid, other)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -24,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for openSQL
+	_ "github.com/mattn/go-sqlite3"    // the "sqlite3" driver, for openSQL
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
@@ -48,6 +51,7 @@ type app struct {
 	Logs        *syncBuffer
 	Clock       *clock
 	Server      *httptest.Server
+	rows        *sql.DB // reads the tables directly, for the tests' counts of stored rows
 	client      *http.Client
 	contract    *openapitest.Transport // client's: checks every answer against the OpenAPI document; nil in benchmarks
 }
@@ -97,8 +101,9 @@ func startInstance(t testing.TB, cfg appConfig, clk *clock) *app {
 		t.Fatalf("models.Open: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
+	rows := openSQL(t, cfg.databaseURL)
 
-	var locks locker = mutex.NewMemory(cfg.lockTimeout)
+	var locks locker = mutex.NewMemory(mutex.MemoryOptions{Timeout: cfg.lockTimeout})
 	var lockCheck handlers.Pinger
 	if cfg.redis != nil {
 		r := mutex.NewRedis(cfg.redis, mutex.RedisOptions{Timeout: cfg.lockTimeout, Prefix: cfg.redisPrefix})
@@ -138,7 +143,7 @@ func startInstance(t testing.TB, cfg appConfig, clk *clock) *app {
 	client, contract := contractClient(t)
 	return &app{
 		URL: srv.URL, DatabaseURL: cfg.databaseURL, DB: db, Locks: locks, Registry: registry, Logs: logs, Clock: clk, Server: srv,
-		client: client, contract: contract,
+		rows: rows, client: client, contract: contract,
 	}
 }
 
@@ -280,17 +285,30 @@ func (a *app) mustRefresh(t testing.TB, token string) response {
 	return r
 }
 
-// newToken returns the refresh token of a 200 refresh answer.
+// newToken returns the refresh token of a 200 refresh answer, or stops the
+// test. Goroutines other than the test's use tokenOf.
 func newToken(t testing.TB, r response) string {
 	t.Helper()
-	if r.Status != http.StatusOK {
-		t.Fatalf("refresh = %s, want 200", r)
-	}
-	tok, _ := r.json(t)["refreshToken"].(string)
-	if tok == "" {
-		t.Fatalf("refresh answer %s has no refreshToken", r.Body)
+	tok, err := tokenOf(r)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return tok
+}
+
+// tokenOf returns the refresh token of a 200 refresh answer, or an error
+// that says what the answer was instead.
+func tokenOf(r response) (string, error) {
+	if r.Status != http.StatusOK {
+		return "", fmt.Errorf("refresh = %s, want 200", r)
+	}
+	var body struct {
+		RefreshToken string `json:"refreshToken"`
+	}
+	if err := json.Unmarshal(r.Body, &body); err != nil || body.RefreshToken == "" {
+		return "", fmt.Errorf("refresh answer %s has no refreshToken", r.Body)
+	}
+	return body.RefreshToken, nil
 }
 
 // counter reads a counter of the app's registry.
@@ -328,12 +346,45 @@ func (a *app) familyRows(t testing.TB, token string) int64 {
 	t.Helper()
 	h := sha256.Sum256([]byte(token))
 	var n int64
-	err := a.DB.Gorm().Raw(`SELECT COUNT(*) FROM refresh_tokens WHERE family_id =
-		(SELECT family_id FROM refresh_tokens WHERE token_hash = ?)`, h[:]).Scan(&n).Error
+	err := a.rows.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM refresh_tokens WHERE family_id =
+		(SELECT family_id FROM refresh_tokens WHERE token_hash = $1)`, h[:]).Scan(&n)
 	if err != nil {
 		t.Fatalf("count family rows: %v", err)
 	}
 	return n
+}
+
+// openSQL opens a database/sql pool of its own on the database that url
+// names (a PostgreSQL URL or an SQLite file), closed when the test ends.
+// Tests count stored rows through it, as an operator would look at the
+// tables, not through the service's own models. Its queries write
+// placeholders as $1, which both databases read.
+func openSQL(t testing.TB, url string) *sql.DB {
+	t.Helper()
+	driver := "sqlite3"
+	if strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://") {
+		driver = "pgx"
+	}
+	db, err := sql.Open(driver, url)
+	if err != nil {
+		t.Fatalf("open %s: %v", driver, err)
+	}
+	db.SetMaxOpenConns(1) // the server's connections are shared by every test: counting needs one
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// rowCounts counts the stored users and refresh tokens of db, and the
+// tokens still active (not revoked), for tests that a request left them
+// alone.
+func rowCounts(t testing.TB, db *sql.DB) (users, tokens, active int64) {
+	t.Helper()
+	err := db.QueryRowContext(t.Context(), `SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM refresh_tokens),
+		(SELECT COUNT(*) FROM refresh_tokens WHERE revoked_at IS NULL)`).Scan(&users, &tokens, &active)
+	if err != nil {
+		t.Fatalf("count rows: %v", err)
+	}
+	return users, tokens, active
 }
 
 // lockKey is the lock key of a refresh token, as the service builds it.
@@ -397,22 +448,16 @@ func (a *app) activeInFamily(t testing.TB, token string) int64 {
 	t.Helper()
 	h := sha256.Sum256([]byte(token))
 	var n int64
-	err := a.DB.Gorm().Raw(`SELECT COUNT(*) FROM refresh_tokens WHERE revoked_at IS NULL AND family_id =
-		(SELECT family_id FROM refresh_tokens WHERE token_hash = ?)`, h[:]).Scan(&n).Error
+	err := a.rows.QueryRowContext(t.Context(), `SELECT COUNT(*) FROM refresh_tokens WHERE revoked_at IS NULL AND family_id =
+		(SELECT family_id FROM refresh_tokens WHERE token_hash = $1)`, h[:]).Scan(&n)
 	if err != nil {
 		t.Fatalf("count active tokens: %v", err)
 	}
 	return n
 }
 
-// rowCounts counts the stored users and refresh tokens, and the tokens
-// still active (not revoked), for tests that a request left them alone.
+// rowCounts counts the app's stored users, refresh tokens and active tokens.
 func (a *app) rowCounts(t testing.TB) (users, tokens, active int64) {
 	t.Helper()
-	err := a.DB.Gorm().Raw(`SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM refresh_tokens),
-		(SELECT COUNT(*) FROM refresh_tokens WHERE revoked_at IS NULL)`).Row().Scan(&users, &tokens, &active)
-	if err != nil {
-		t.Fatalf("count rows: %v", err)
-	}
-	return users, tokens, active
+	return rowCounts(t, a.rows)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"database/sql"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -30,7 +31,7 @@ import (
 // fill the memory of newApp's log buffer).
 type fuzzTarget struct {
 	svc     *auth.Service
-	db      *models.DB
+	rows    *sql.DB // the service's database, for counts of stored rows
 	handler http.Handler
 	now     time.Time
 	session auth.Session
@@ -40,14 +41,15 @@ func newFuzzTarget(f *testing.F) *fuzzTarget {
 	f.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
-	db, err := models.Open(ctx, filepath.Join(f.TempDir(), "auth.db"), log)
+	path := filepath.Join(f.TempDir(), "auth.db")
+	db, err := models.Open(ctx, path, log)
 	if err != nil {
 		f.Fatalf("models.Open: %v", err)
 	}
 	f.Cleanup(func() { db.Close() })
 	now := time.Now()
 	registry := prometheus.NewRegistry()
-	locks := mutex.NewMemory(5 * time.Second)
+	locks := mutex.NewMemory(mutex.MemoryOptions{Timeout: 5 * time.Second})
 	svc, err := auth.NewService(db, locks, auth.Config{
 		Secret: []byte(testSecret), ReuseWindow: 10 * time.Second, BcryptCost: bcrypt.MinCost,
 		Now: func() time.Time { return now }, Logger: log, Metrics: auth.NewMetrics(registry),
@@ -60,18 +62,14 @@ func newFuzzTarget(f *testing.F) *fuzzTarget {
 		f.Fatalf("register: %v", err)
 	}
 	e := handlers.NewServer(handlers.Deps{Auth: svc, DB: db, Locks: locks, Registry: registry, Logger: log})
-	return &fuzzTarget{svc: svc, db: db, handler: e, now: now, session: sess}
+	return &fuzzTarget{svc: svc, rows: openSQL(f, path), handler: e, now: now, session: sess}
 }
 
 // counts are the users, tokens and active tokens stored.
 func (ft *fuzzTarget) counts(t *testing.T) [3]int64 {
 	t.Helper()
 	var c [3]int64
-	err := ft.db.Gorm().Raw(`SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM refresh_tokens),
-		(SELECT COUNT(*) FROM refresh_tokens WHERE revoked_at IS NULL)`).Row().Scan(&c[0], &c[1], &c[2])
-	if err != nil {
-		t.Fatalf("count rows: %v", err)
-	}
+	c[0], c[1], c[2] = rowCounts(t, ft.rows)
 	return c
 }
 

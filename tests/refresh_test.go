@@ -380,7 +380,10 @@ func TestLogoutRacingRefreshes(t *testing.T) {
 					if err != nil || r.Status != http.StatusOK {
 						return
 					}
-					tok = newToken(t, r)
+					if tok, err = tokenOf(r); err != nil {
+						t.Error(err) // not Fatal: this is not the test's goroutine
+						return
+					}
 					select {
 					case <-loggedOut:
 						return
