@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/tokenrelay/authsvc/bodyparser"
 )
 
 // refreshBody is a refresh request's body as clients send it: the token is
@@ -29,14 +31,15 @@ func BenchmarkReadRefreshBody(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		body.Reset(refreshBody)
-		obj, err := readBody(req)
+		obj, err := bodyparser.Read(req)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := validate(obj, refreshTokenDTO); err != nil {
+		in, err := refreshTokenDTO.Validate(obj)
+		if err != nil {
 			b.Fatal(err)
 		}
-		if obj.vals["refreshToken"].(string) == "" {
+		if in.RefreshToken == "" {
 			b.Fatal("no token")
 		}
 	}
