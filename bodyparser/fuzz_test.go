@@ -36,7 +36,7 @@ func FuzzParseForm(f *testing.F) {
 	f.Add("a=%E9t%E9", true)
 	f.Fuzz(func(t *testing.T, text string, latin1 bool) {
 		if !utf8.ValidString(text) {
-			text = decodeUTF8([]byte(text)) // what readBody hands it
+			text = decodeUTF8([]byte(text)) // what Read hands it
 		}
 		o, err := parseForm(text, latin1)
 		if err != nil {

@@ -37,32 +37,6 @@ func newError(status int, message string) *Error { return &Error{Status: status,
 // ErrTooLarge is body-parser's 413 for a body over the limit.
 var ErrTooLarge = newError(http.StatusRequestEntityTooLarge, "request entity too large")
 
-// readAll reads src to its end, or to one byte past bodyLimit. A body of
-// known length is read into a buffer of exactly that size, rather than
-// io.ReadAll's 512 bytes and more: the bodies of this API are some 60 to
-// 200 bytes, and the buffer is the largest allocation of a request.
-func readAll(src io.Reader, sizeHint int64) ([]byte, error) {
-	size := 512
-	if sizeHint >= 0 && sizeHint <= bodyLimit {
-		size = int(sizeHint) + 1 // the one byte more finds the end without growing
-	}
-	b := make([]byte, 0, size)
-	for {
-		n, err := src.Read(b[len(b):min(cap(b), bodyLimit+1)])
-		b = b[:len(b)+n]
-		switch {
-		case err == io.EOF:
-			return b, nil
-		case err != nil:
-			return b, err
-		case len(b) > bodyLimit:
-			return b, nil
-		case len(b) == cap(b):
-			b = append(b, 0)[:len(b)] // let append pick the next size
-		}
-	}
-}
-
 // bodyLimit is Express's default body-parser limit, "100kb".
 const bodyLimit = 100 << 10
 
@@ -133,6 +107,32 @@ func Read(r *http.Request) (*Object, error) {
 		return parseForm(text, charset == "iso-8859-1")
 	}
 	return parseJSON(text)
+}
+
+// readAll reads src to its end, or to one byte past bodyLimit. A body of
+// known length is read into a buffer of exactly that size, rather than
+// io.ReadAll's 512 bytes and more: the bodies of this API are some 60 to
+// 200 bytes, and the buffer is the largest allocation of a request.
+func readAll(src io.Reader, sizeHint int64) ([]byte, error) {
+	size := 512
+	if sizeHint >= 0 && sizeHint <= bodyLimit {
+		size = int(sizeHint) + 1 // the one byte more finds the end without growing
+	}
+	b := make([]byte, 0, size)
+	for {
+		n, err := src.Read(b[len(b):min(cap(b), bodyLimit+1)])
+		b = b[:len(b)+n]
+		switch {
+		case err == io.EOF:
+			return b, nil
+		case err != nil:
+			return b, err
+		case len(b) > bodyLimit:
+			return b, nil
+		case len(b) == cap(b):
+			b = append(b, 0)[:len(b)] // let append pick the next size
+		}
+	}
 }
 
 func unsupportedCharset(charset string) error {

@@ -49,11 +49,8 @@ func writeSecret(c echo.Context, status int, v any) error {
 }
 
 // writeSession answers a new session, the shared end of registration and
-// login: the user and the token pair, or err.
-func writeSession(c echo.Context, status int, sess auth.Session, err error) error {
-	if err != nil {
-		return err
-	}
+// login: the user and the token pair.
+func writeSession(c echo.Context, status int, sess auth.Session) error {
 	return writeSecret(c, status, sessionJSON{toUserJSON(sess.User), sess.AccessToken, sess.RefreshToken})
 }
 
@@ -63,7 +60,10 @@ func (s *server) register(c echo.Context) error {
 		return err
 	}
 	sess, err := s.auth.Register(c.Request().Context(), in.Email, in.Password, in.Name)
-	return writeSession(c, http.StatusCreated, sess, err)
+	if err != nil {
+		return err
+	}
+	return writeSession(c, http.StatusCreated, sess)
 }
 
 func (s *server) login(c echo.Context) error {
@@ -75,7 +75,10 @@ func (s *server) login(c echo.Context) error {
 		return err
 	}
 	sess, err := s.auth.Login(c.Request().Context(), in.Email, in.Password)
-	return writeSession(c, http.StatusOK, sess, err)
+	if err != nil {
+		return err
+	}
+	return writeSession(c, http.StatusOK, sess)
 }
 
 func (s *server) refresh(c echo.Context) error {

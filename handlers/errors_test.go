@@ -56,13 +56,12 @@ func TestRefreshHandlerRejectsBadInput(t *testing.T) {
 	for _, body := range []string{`{}`, `{"refreshToken":""}`, `{"refreshToken":1}`, `{"refreshToken":"x","foo":1}`} {
 		req := httptest.NewRequest(http.MethodPost, "/auth/refresh", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		c := e.NewContext(req, httptest.NewRecorder())
-		obj, err := bodyparser.Read(req)
-		if err != nil {
-			t.Fatalf("bodyparser.Read(%s) = %v", body, err)
+		var err error
+		read := parseBody(func(c echo.Context) error { err = s.refresh(c); return nil })
+		if err := read(e.NewContext(req, httptest.NewRecorder())); err != nil {
+			t.Fatalf("parseBody(%s) = %v", body, err)
 		}
-		c.Set(bodyKey, obj)
-		if err := s.refresh(c); err == nil || toHTTP(err).status != http.StatusBadRequest {
+		if err == nil || toHTTP(err).status != http.StatusBadRequest {
 			t.Errorf("refresh(%s) = %v, want a 400", body, err)
 		}
 	}

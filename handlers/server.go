@@ -105,7 +105,8 @@ func NewServer(d Deps) *echo.Echo {
 	if len(d.CORS.Origins) > 0 {
 		pre = append(pre, cors(d.CORS))
 	}
-	e.Pre(append(pre, expressPath, parseBody)...)
+	e.Pre(append(pre, expressPath)...)
+	e.Use(parseBody) // after routing, for every route and for none
 	s.routes(e)
 	return e
 }
