@@ -17,10 +17,11 @@ TARGETS=${TARGETS:-.}
 
 # package target: every parser or verifier that takes client bytes.
 all=(
-  "./handlers FuzzParseJSON"
-  "./handlers FuzzParseForm"
-  "./handlers FuzzDecodeCharset"
-  "./handlers FuzzReadBody"
+  "./bodyparser FuzzParseJSON"
+  "./bodyparser FuzzParseForm"
+  "./bodyparser FuzzDecodeCharset"
+  "./bodyparser FuzzReadBody"
+  "./handlers FuzzInput"
   "./handlers FuzzBearerToken"
   "./tests FuzzAuthenticate"
   "./tests FuzzRefreshToken"

@@ -3,9 +3,11 @@ package handlers
 import (
 	"net/http"
 	"strings"
+	"unicode"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/tokenrelay/authsvc/auth"
 	"github.com/tokenrelay/authsvc/models"
 )
 
@@ -46,16 +48,10 @@ func writeSecret(c echo.Context, status int, v any) error {
 	return writeJSON(c, status, v)
 }
 
-// input validates the request body against dto and returns it.
-func input(c echo.Context, dto []field) (map[string]any, error) {
-	body, _ := c.Get(bodyKey).(*object)
-	if body == nil {
-		body = &object{vals: map[string]any{}}
-	}
-	if err := validate(body, dto); err != nil {
-		return nil, err
-	}
-	return body.vals, nil
+// writeSession answers a new session, the shared end of registration and
+// login: the user and the token pair.
+func writeSession(c echo.Context, status int, sess auth.Session) error {
+	return writeSecret(c, status, sessionJSON{toUserJSON(sess.User), sess.AccessToken, sess.RefreshToken})
 }
 
 func (s *server) register(c echo.Context) error {
@@ -63,15 +59,11 @@ func (s *server) register(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var name *string
-	if n, ok := in["name"].(string); ok {
-		name = &n
-	}
-	sess, err := s.auth.Register(c.Request().Context(), in["email"].(string), in["password"].(string), name)
+	sess, err := s.auth.Register(c.Request().Context(), in.Email, in.Password, in.Name)
 	if err != nil {
 		return err
 	}
-	return writeSecret(c, http.StatusCreated, sessionJSON{toUserJSON(sess.User), sess.AccessToken, sess.RefreshToken})
+	return writeSession(c, http.StatusCreated, sess)
 }
 
 func (s *server) login(c echo.Context) error {
@@ -79,14 +71,14 @@ func (s *server) login(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.throttle.account(c, in["email"].(string)); err != nil {
+	if err := s.throttle.account(c, in.Email); err != nil {
 		return err
 	}
-	sess, err := s.auth.Login(c.Request().Context(), in["email"].(string), in["password"].(string))
+	sess, err := s.auth.Login(c.Request().Context(), in.Email, in.Password)
 	if err != nil {
 		return err
 	}
-	return writeSecret(c, http.StatusOK, sessionJSON{toUserJSON(sess.User), sess.AccessToken, sess.RefreshToken})
+	return writeSession(c, http.StatusOK, sess)
 }
 
 func (s *server) refresh(c echo.Context) error {
@@ -94,7 +86,7 @@ func (s *server) refresh(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	tokens, err := s.auth.Refresh(c.Request().Context(), in["refreshToken"].(string))
+	tokens, err := s.auth.Refresh(c.Request().Context(), in.RefreshToken)
 	if err != nil {
 		return err
 	}
@@ -106,7 +98,7 @@ func (s *server) logout(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.auth.Logout(c.Request().Context(), in["refreshToken"].(string)); err != nil {
+	if err := s.auth.Logout(c.Request().Context(), in.RefreshToken); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -135,3 +127,6 @@ func bearerToken(header string) (string, bool) {
 	}
 	return words[1], true
 }
+
+// isJSSpace is JavaScript's \s: Unicode's white space and the BOM, but not NEL.
+func isJSSpace(r rune) bool { return unicode.IsSpace(r) && r != '\u0085' || r == '\uFEFF' }

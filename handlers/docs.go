@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -61,12 +60,7 @@ func pageCSP(ui http.Handler) string {
 
 // json answers the document as the repository holds it.
 func (d *docs) json(c echo.Context) error {
-	h := c.Response().Header()
-	h.Set(echo.HeaderContentType, "application/json; charset=utf-8")
-	h.Set(echo.HeaderContentLength, strconv.Itoa(len(d.document)))
-	c.Response().WriteHeader(http.StatusOK)
-	_, err := c.Response().Write(d.document)
-	return err
+	return writeJSONBytes(c, http.StatusOK, d.document)
 }
 
 // page answers Swagger UI's HTML page.

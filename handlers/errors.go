@@ -9,6 +9,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tokenrelay/authsvc/auth"
+	"github.com/tokenrelay/authsvc/bodyparser"
+	"github.com/tokenrelay/authsvc/classvalidator"
 	"github.com/tokenrelay/authsvc/models"
 	"github.com/tokenrelay/authsvc/mutex"
 )
@@ -45,10 +47,6 @@ func newHTTPError(status int, message any) *httpError {
 	return &httpError{status: status, message: message}
 }
 
-func parserError(status int, message string) *httpError {
-	return &httpError{status: status, message: message, shape: parserShape}
-}
-
 var errUnauthorized = &httpError{status: http.StatusUnauthorized, message: "Unauthorized", shape: bareShape}
 
 // The bodies, with their keys in NestJS's order.
@@ -72,14 +70,26 @@ type (
 // password-hashing queue, or a database that did not answer.
 const retryAfter = 1
 
-// toHTTP maps an error to what the client sees. Domain errors have one
-// answer each; anything else is a 500 that tells nothing.
+// toHTTP maps an error to what the client sees: the errors of the body's
+// reading and validation as NestJS answers them, domain errors one answer
+// each; anything else is a 500 that tells nothing.
 func toHTTP(err error) *httpError {
-	var he *httpError
-	var ee *echo.HTTPError
+	var (
+		he  *httpError
+		ee  *echo.HTTPError
+		bpe *bodyparser.Error
+		se  *bodyparser.SyntaxError
+		ve  *classvalidator.ValidationError
+	)
 	switch {
 	case errors.As(err, &he):
 		return he
+	case errors.As(err, &bpe): // Nest passes body-parser's error on as it is
+		return &httpError{status: bpe.Status, message: bpe.Message, shape: parserShape}
+	case errors.As(err, &se): // a BadRequestException with JSON.parse's message
+		return newHTTPError(http.StatusBadRequest, se.Message)
+	case errors.As(err, &ve): // ValidationPipe's BadRequestException
+		return newHTTPError(http.StatusBadRequest, ve.Messages)
 	case errors.Is(err, auth.ErrInvalidToken), errors.Is(err, auth.ErrTokenReused):
 		return newHTTPError(http.StatusUnauthorized, "Invalid refresh token")
 	case errors.Is(err, auth.ErrInvalidCredentials):
@@ -97,10 +107,12 @@ func toHTTP(err error) *httpError {
 	case errors.Is(err, auth.ErrBusy):
 		return newHTTPError(http.StatusServiceUnavailable, "Too many logins in progress, retry shortly")
 	case errors.As(err, &ee) && ee.Code == http.StatusRequestEntityTooLarge:
-		return errTooLarge
+		return toHTTP(bodyparser.ErrTooLarge)
 	}
-	return &httpError{status: http.StatusInternalServerError, message: "Internal server error", shape: parserShape}
+	return errInternal
 }
+
+var errInternal = &httpError{status: http.StatusInternalServerError, message: "Internal server error", shape: parserShape}
 
 // errorHandler is the server's echo.HTTPErrorHandler: it logs what the client
 // must not see, once, and writes the NestJS body.

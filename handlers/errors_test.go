@@ -13,6 +13,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tokenrelay/authsvc/auth"
+	"github.com/tokenrelay/authsvc/bodyparser"
+	"github.com/tokenrelay/authsvc/classvalidator"
 	"github.com/tokenrelay/authsvc/models"
 	"github.com/tokenrelay/authsvc/mutex"
 )
@@ -33,10 +35,13 @@ func TestToHTTP(t *testing.T) {
 		{"lock service down", mutex.ErrUnavailable, 503, "Lock service unavailable, retry shortly"},
 		{"database down", fmt.Errorf("find user: %w after 12 attempts: %w", models.ErrUnavailable, io.ErrUnexpectedEOF), 503, "Database unavailable, retry shortly"},
 		{"anything else", errors.New("sqlite: disk I/O error at /var/lib/x"), 500, "Internal server error"},
+		{"body too large", bodyparser.ErrTooLarge, 413, "request entity too large"},
+		{"body not JSON", &bodyparser.SyntaxError{Message: bodyparser.JSString{'x'}}, 400, "x"},
+		{"body not valid", &classvalidator.ValidationError{Messages: []string{"a", "b"}}, 400, "[a b]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			he := toHTTP(tc.err)
-			if he.status != tc.status || he.message != tc.msg {
+			if he.status != tc.status || fmt.Sprint(he.message) != fmt.Sprint(tc.msg) {
 				t.Errorf("toHTTP(%v) = %d %v, want %d %v", tc.err, he.status, he.message, tc.status, tc.msg)
 			}
 		})
@@ -51,14 +56,12 @@ func TestRefreshHandlerRejectsBadInput(t *testing.T) {
 	for _, body := range []string{`{}`, `{"refreshToken":""}`, `{"refreshToken":1}`, `{"refreshToken":"x","foo":1}`} {
 		req := httptest.NewRequest(http.MethodPost, "/auth/refresh", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
-		c := e.NewContext(req, httptest.NewRecorder())
-		obj, err := readBody(req)
-		if err != nil {
-			t.Fatalf("readBody(%s) = %v", body, err)
+		var err error
+		read := parseBody(func(c echo.Context) error { err = s.refresh(c); return nil })
+		if err := read(e.NewContext(req, httptest.NewRecorder())); err != nil {
+			t.Fatalf("parseBody(%s) = %v", body, err)
 		}
-		c.Set(bodyKey, obj)
-		var he *httpError
-		if err := s.refresh(c); !errors.As(err, &he) || he.status != http.StatusBadRequest {
+		if err == nil || toHTTP(err).status != http.StatusBadRequest {
 			t.Errorf("refresh(%s) = %v, want a 400", body, err)
 		}
 	}

@@ -1,6 +1,8 @@
-// Package handlers is the HTTP face of the service: an echo server that
-// speaks the HTTP contract of the NestJS auth module it replaces (routes, bodies, validation messages
-// and error shapes) over package auth.
+// Package handlers is the HTTP edge of the service: an echo server that
+// speaks the HTTP contract of the NestJS auth module it replaces (routes,
+// answers, error shapes, headers, throttling) over package auth. Request
+// bodies are read by package bodyparser and checked against the DTOs by
+// package classvalidator; handlers receive typed input.
 package handlers
 
 import (
@@ -103,7 +105,8 @@ func NewServer(d Deps) *echo.Echo {
 	if len(d.CORS.Origins) > 0 {
 		pre = append(pre, cors(d.CORS))
 	}
-	e.Pre(append(pre, expressPath, parseBody)...)
+	e.Pre(append(pre, expressPath)...)
+	e.Use(parseBody) // after routing, for every route and for none
 	s.routes(e)
 	return e
 }
@@ -153,8 +156,6 @@ func (s *server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 		return next(c)
 	}
 }
-
-var errInternal = &httpError{status: http.StatusInternalServerError, message: "Internal server error", shape: parserShape}
 
 // observe gives each request an ID (X-Request-Id, taken from the client when
 // it sends a sane one), logs it once it is answered and records its metrics.
@@ -238,7 +239,11 @@ func writeJSON(c echo.Context, status int, v any) error {
 	if err := enc.Encode(v); err != nil {
 		return err
 	}
-	b := jsLineSeparators(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+	return writeJSONBytes(c, status, jsLineSeparators(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))))
+}
+
+// writeJSONBytes writes b, JSON already, with Express's headers for it.
+func writeJSONBytes(c echo.Context, status int, b []byte) error {
 	h := c.Response().Header()
 	h.Set(echo.HeaderContentType, "application/json; charset=utf-8")
 	h.Set(echo.HeaderContentLength, strconv.Itoa(len(b)))

@@ -1,4 +1,4 @@
-package handlers
+package bodyparser
 
 import (
 	"strings"
@@ -22,6 +22,17 @@ func iconvName(charset string) string {
 		}
 		return -1
 	}, charset)
+}
+
+// decoder returns iconv-lite's decoder for a charset, lowercased, that
+// body-parser accepts. The default, "utf-8", is found without building
+// its canonical name: that would cost every request an allocation.
+func decoder(charset string) (func([]byte) string, bool) {
+	if charset == "utf-8" {
+		return decodeUTF8, true
+	}
+	decode, ok := decoders[iconvName(charset)]
+	return decode, ok
 }
 
 // decoders are iconv-lite's decoders for the charsets body-parser accepts.

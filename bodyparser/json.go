@@ -1,10 +1,8 @@
-package handlers
+package bodyparser
 
 import (
-	"cmp"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -13,46 +11,42 @@ import (
 
 // parseJSON reads a JSON body as Express's body-parser does in strict mode:
 // an empty body is {}, a body must start with { or [, an array becomes an
-// object keyed by index, and a syntax error answers 400 with the message
-// Node's JSON.parse gives, so clients that show it see what they saw before.
-// text is the body already decoded from its charset, BOM removed.
-func parseJSON(text string) (*object, error) {
-	// V8 counts positions, and cuts its error context, in UTF-16 code units:
-	// parsing code units gives the same numbers after an emoji, and turns an
-	// escaped surrogate pair ("\ud83d\ude00") into one character.
-	src := toUTF16(text)
-	if len(src) == 0 {
-		return &object{vals: map[string]any{}}, nil
+// object keyed by index, and a syntax error is a *SyntaxError worded as
+// Node's JSON.parse words it, so clients that show it see what they saw
+// before. text is the body already decoded from its charset, BOM removed.
+func parseJSON(text string) (*Object, error) {
+	if !utf8.ValidString(text) {
+		// Read hands over valid UTF-8 only; for any other caller, each
+		// invalid byte is one U+FFFD, as JavaScript would see it.
+		text = string([]rune(text))
 	}
-	p := &jsonParser{src: src}
+	if text == "" {
+		return &Object{}, nil
+	}
+	p := &jsonParser{src: text}
 	p.skipSpace()
-	if p.pos == len(src) {
-		return nil, badJSON(errEnd)
+	if p.pos == len(text) {
+		return nil, errEnd
 	}
-	if c := src[p.pos]; c != '{' && c != '[' {
-		return nil, badJSON(p.unexpectedToken()) // body-parser's strict check, worded by JSON.parse
+	if c := text[p.pos]; c != '{' && c != '[' {
+		return nil, p.unexpectedToken() // body-parser's strict check, worded by JSON.parse
 	}
 	v, err := p.parse()
-	if err != nil && err.limit != nil {
-		return nil, err.limit
-	}
 	if err != nil {
-		return nil, badJSON(err)
+		return nil, err
 	}
 	switch v := v.(type) {
-	case *object:
+	case *Object:
 		return v, nil
 	case []any:
-		o := &object{vals: make(map[string]any, len(v))}
+		o := &Object{members: make([]member, len(v))}
 		for i, e := range v {
-			o.set(strconv.Itoa(i), e)
+			o.members[i] = member{strconv.Itoa(i), e}
 		}
 		return o, nil
 	}
 	panic("unreachable: the first character was { or [")
 }
-
-func badJSON(err *jsonError) error { return newHTTPError(http.StatusBadRequest, err.msg) }
 
 // Limits of a JSON body that no client of this API comes near (its bodies
 // are flat objects of two or three strings), so that no body costs more
@@ -69,59 +63,55 @@ const (
 	maxJSONMembers = formParameterLimit
 )
 
-var errTooManyMembers = parserError(http.StatusRequestEntityTooLarge, "too many parameters")
+var errTooManyMembers = &Error{Status: http.StatusRequestEntityTooLarge, Message: "too many parameters"}
 
 // jsonParser is a JSON parser that words its errors as V8's JSON.parse does
-// (Node 20), positions counted in UTF-16 code units.
+// (Node 20).
+//
+// It reads the UTF-8 text as it is. V8 reads UTF-16 code units, which
+// matters in three places only, each handled where it arises: an escaped
+// surrogate pair ("\ud83d\ude00") is one character; the positions in error
+// messages count code units (utf16Offset: the byte offset for ASCII text);
+// and the context an error quotes is cut by code units (unexpectedToken).
+// So a valid body is never converted to UTF-16: only an error is.
 type jsonParser struct {
-	src   []uint16
-	pos   int
+	src   string
+	pos   int // a byte offset in src
 	depth int // objects and arrays open at pos
 }
 
-// jsonError is a JSON.parse error. Its message is JavaScript text: V8 quotes
-// the source by code units, and may cut a surrogate pair in two. A body past
-// one of the parser's limits has limit, the answer to give instead.
-type jsonError struct {
-	msg   jsText
-	limit *httpError
+// A SyntaxError is JSON.parse's refusal of a body, worded as V8 (Node 20)
+// words it. NestJS answers it with a 400.
+type SyntaxError struct {
+	// Message is V8's message. It quotes the body cut by UTF-16 code units,
+	// which may cut a surrogate pair in two, so it is JavaScript text.
+	Message JSString
 }
 
-func (e *jsonError) Error() string { return e.msg.String() }
+func (e *SyntaxError) Error() string { return e.Message.String() }
 
-func newJSONError(format string, args ...any) *jsonError {
-	return &jsonError{msg: jsText(utf16.Encode([]rune(fmt.Sprintf(format, args...))))}
+func newSyntaxError(format string, args ...any) *SyntaxError {
+	return &SyntaxError{Message: JSString(utf16.Encode([]rune(fmt.Sprintf(format, args...))))}
 }
 
-var errEnd = newJSONError("Unexpected end of JSON input")
+var errEnd = newSyntaxError("Unexpected end of JSON input")
 
-// jsText is a JavaScript string: UTF-16 code units, lone surrogates included.
-type jsText []uint16
+// JSString is a JavaScript string: UTF-16 code units, lone surrogates
+// included, which a Go string cannot hold.
+type JSString []uint16
 
-func (s jsText) String() string { return fromUTF16(s) }
-
-// toUTF16 is text in UTF-16 code units, an invalid UTF-8 byte as U+FFFD.
-func toUTF16(text string) []uint16 {
-	u := make([]uint16, 0, len(text))
-	for _, r := range text {
-		u = utf16.AppendRune(u, r)
-	}
-	return u
-}
-
-// fromUTF16 is utf16.Decode as a string, a lone surrogate as U+FFFD,
-// without its []rune.
-func fromUTF16(u []uint16) string {
+// String is s as Go text, a lone surrogate as U+FFFD.
+func (s JSString) String() string {
 	var b strings.Builder
-	b.Grow(len(u))
-	for i := 0; i < len(u); i++ {
-		r := rune(u[i])
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		r := rune(s[i])
 		switch {
 		case r < utf8.RuneSelf:
 			b.WriteByte(byte(r))
 			continue
-		case utf16.IsSurrogate(r) && i+1 < len(u):
-			if pair := utf16.DecodeRune(r, rune(u[i+1])); pair != utf8.RuneError {
+		case utf16.IsSurrogate(r) && i+1 < len(s):
+			if pair := utf16.DecodeRune(r, rune(s[i+1])); pair != utf8.RuneError {
 				r = pair
 				i++
 			}
@@ -131,9 +121,9 @@ func fromUTF16(u []uint16) string {
 	return b.String()
 }
 
-// MarshalJSON writes s as JSON.stringify does: a lone surrogate as \udxxx
-// (which a Go string cannot hold), other text raw but for " \ and controls.
-func (s jsText) MarshalJSON() ([]byte, error) {
+// MarshalJSON writes s as JSON.stringify does: a lone surrogate as \udxxx,
+// other text raw but for " \ and controls.
+func (s JSString) MarshalJSON() ([]byte, error) {
 	b := []byte{'"'}
 	for i := 0; i < len(s); i++ {
 		c := rune(s[i])
@@ -172,10 +162,19 @@ func (s jsText) MarshalJSON() ([]byte, error) {
 	return append(b, '"'), nil
 }
 
+// toUTF16 is text in UTF-16 code units.
+func toUTF16(text string) []uint16 {
+	u := make([]uint16, 0, len(text))
+	for _, r := range text {
+		u = utf16.AppendRune(u, r)
+	}
+	return u
+}
+
 // endOfInput stands for the character past the end of the source.
 const endOfInput = -1
 
-func (p *jsonParser) parse() (any, *jsonError) {
+func (p *jsonParser) parse() (any, error) {
 	v, err := p.value()
 	if err != nil {
 		return nil, err
@@ -183,7 +182,7 @@ func (p *jsonParser) parse() (any, *jsonError) {
 	p.skipSpace()
 	if p.pos < len(p.src) {
 		// V8's wording for this one has no "in JSON".
-		return nil, newJSONError("Unexpected non-whitespace character after JSON at position %d", p.pos)
+		return nil, newSyntaxError("Unexpected non-whitespace character after JSON at position %d", p.utf16Offset())
 	}
 	return v, nil
 }
@@ -199,14 +198,24 @@ func (p *jsonParser) skipSpace() {
 	}
 }
 
+// utf16Offset is pos as V8 counts it, in UTF-16 code units. Errors are
+// the only callers: a body that parses never pays for it.
+func (p *jsonParser) utf16Offset() int {
+	n := 0
+	for _, r := range p.src[:p.pos] {
+		n += utf16.RuneLen(r)
+	}
+	return n
+}
+
 // at words an error with the position of the character at fault.
-func (p *jsonParser) at(msg string) *jsonError {
-	return newJSONError("%s in JSON at position %d", msg, p.pos)
+func (p *jsonParser) at(msg string) *SyntaxError {
+	return newSyntaxError("%s in JSON at position %d", msg, p.utf16Offset())
 }
 
 // unexpected reports the character at pos where no rule names what was
 // expected, as V8 does by the kind of token it starts.
-func (p *jsonParser) unexpected() *jsonError {
+func (p *jsonParser) unexpected() *SyntaxError {
 	switch c := p.peek(); {
 	case c == endOfInput:
 		return errEnd
@@ -219,35 +228,38 @@ func (p *jsonParser) unexpected() *jsonError {
 }
 
 // unexpectedToken is V8's message for an unexpected character, with up to
-// ten code units of context on each side when the source is long.
-func (p *jsonParser) unexpectedToken() *jsonError {
+// ten code units of context on each side when the source is long. V8 cuts
+// by code units, so this is the one error that reads the source as UTF-16.
+func (p *jsonParser) unexpectedToken() *SyntaxError {
 	const ctx = 10
-	n := len(p.src)
-	if n == len("[object Object]") && jsText(p.src).String() == "[object Object]" {
+	if p.src == "[object Object]" {
 		// One of V8's "special strings": what String(obj) sends.
-		return newJSONError(`"[object Object]" is not valid JSON`)
+		return newSyntaxError(`"[object Object]" is not valid JSON`)
 	}
-	before, quoted, after := `"`, p.src, `"`
+	src, pos := toUTF16(p.src), p.utf16Offset()
+	n := len(src)
+	before, quoted, after := `"`, src, `"`
 	switch {
 	case n < 2*ctx+1:
-	case p.pos < ctx:
-		quoted, after = p.src[:p.pos+ctx], `"...`
-	case p.pos < n-ctx:
-		before, quoted, after = `..."`, p.src[p.pos-ctx:p.pos+ctx], `"...`
+	case pos < ctx:
+		quoted, after = src[:pos+ctx], `"...`
+	case pos < n-ctx:
+		before, quoted, after = `..."`, src[pos-ctx:pos+ctx], `"...`
 	default:
-		before, quoted = `..."`, p.src[p.pos-ctx:]
+		before, quoted = `..."`, src[pos-ctx:]
 	}
-	var msg jsText
+	var msg JSString
 	for _, part := range [][]uint16{
-		utf16.Encode([]rune("Unexpected token '")), p.src[p.pos : p.pos+1],
+		utf16.Encode([]rune("Unexpected token '")), src[pos : pos+1],
 		utf16.Encode([]rune("', " + before)), quoted, utf16.Encode([]rune(after + " is not valid JSON")),
 	} {
 		msg = append(msg, part...)
 	}
-	return &jsonError{msg: msg}
+	return &SyntaxError{Message: msg}
 }
 
-// peek returns the code unit at pos, or endOfInput.
+// peek returns the byte at pos, or endOfInput. Every byte the grammar
+// names is ASCII, and no byte of a multi-byte character is.
 func (p *jsonParser) peek() int {
 	if p.pos < len(p.src) {
 		return int(p.src[p.pos])
@@ -255,7 +267,7 @@ func (p *jsonParser) peek() int {
 	return endOfInput
 }
 
-func (p *jsonParser) value() (any, *jsonError) {
+func (p *jsonParser) value() (any, error) {
 	p.skipSpace()
 	switch c := p.peek(); {
 	case c == endOfInput:
@@ -278,9 +290,9 @@ func (p *jsonParser) value() (any, *jsonError) {
 	return nil, p.unexpected()
 }
 
-func (p *jsonParser) literal(word string) *jsonError {
-	for _, want := range word {
-		if p.peek() != int(want) {
+func (p *jsonParser) literal(word string) error {
+	for i := range len(word) {
+		if p.peek() != int(word[i]) {
 			return p.unexpected() // "tru" ends the input, "t1" is an unexpected number
 		}
 		p.pos++
@@ -289,23 +301,21 @@ func (p *jsonParser) literal(word string) *jsonError {
 }
 
 // enter opens an object or array at pos, unless that nests too deeply.
-func (p *jsonParser) enter() *jsonError {
+func (p *jsonParser) enter() error {
 	if p.depth == maxJSONDepth {
-		err := p.at(fmt.Sprintf("Nesting deeper than %d levels", maxJSONDepth))
-		err.limit = newHTTPError(http.StatusBadRequest, err.msg)
-		return err
+		return p.at(fmt.Sprintf("Nesting deeper than %d levels", maxJSONDepth))
 	}
 	p.depth++
 	p.pos++
 	return nil
 }
 
-func (p *jsonParser) object() (*object, *jsonError) {
+func (p *jsonParser) object() (*Object, error) {
 	if err := p.enter(); err != nil {
 		return nil, err
 	}
 	defer func() { p.depth-- }()
-	o := &object{vals: map[string]any{}}
+	o := &Object{}
 	p.skipSpace()
 	if p.peek() == '}' {
 		p.pos++
@@ -319,9 +329,8 @@ func (p *jsonParser) object() (*object, *jsonError) {
 		if err != nil {
 			return nil, err
 		}
-		_, seen := o.vals[key]
-		if !seen && len(o.keys) == maxJSONMembers {
-			return nil, &jsonError{limit: errTooManyMembers}
+		if len(o.members) == maxJSONMembers && o.find(key) < 0 {
+			return nil, errTooManyMembers
 		}
 		p.skipSpace()
 		if p.peek() != ':' {
@@ -335,15 +344,12 @@ func (p *jsonParser) object() (*object, *jsonError) {
 		if err != nil {
 			return nil, err
 		}
-		if !seen {
-			o.keys = append(o.keys, key)
-		}
-		o.vals[key] = v // like JSON.parse: the last duplicate wins, in the first one's place
+		o.set(key, v)
 		p.skipSpace()
 		switch p.peek() {
 		case '}':
 			p.pos++
-			sortIndexKeys(o.keys)
+			o.orderKeys()
 			return o, nil
 		case ',':
 			p.pos++
@@ -357,7 +363,7 @@ func (p *jsonParser) object() (*object, *jsonError) {
 	}
 }
 
-func (p *jsonParser) array() ([]any, *jsonError) {
+func (p *jsonParser) array() ([]any, error) {
 	if err := p.enter(); err != nil {
 		return nil, err
 	}
@@ -374,7 +380,7 @@ func (p *jsonParser) array() ([]any, *jsonError) {
 			return nil, err
 		}
 		if len(arr) == maxJSONMembers {
-			return nil, &jsonError{limit: errTooManyMembers}
+			return nil, errTooManyMembers
 		}
 		arr = append(arr, v)
 		p.skipSpace()
@@ -390,30 +396,30 @@ func (p *jsonParser) array() ([]any, *jsonError) {
 	}
 }
 
-// string reads a string literal. A lone surrogate (from "\ud800") becomes
-// U+FFFD: Go strings hold UTF-8 only.
-func (p *jsonParser) string() (string, *jsonError) {
+// string reads a string literal. A string without escapes, the common
+// case, is a slice of the source: no copy. A lone surrogate (from "\ud800")
+// becomes U+FFFD: Go strings hold UTF-8 only.
+func (p *jsonParser) string() (string, error) {
 	p.pos++ // "
-	var out []uint16
+	start := p.pos
+	var out []byte // nil until the first escape
 	for {
-		// A run of plain characters is taken whole; a string without
-		// escapes is read straight from the source.
-		start := p.pos
+		run := p.pos
 		for p.pos < len(p.src) && p.src[p.pos] >= 0x20 && p.src[p.pos] != '"' && p.src[p.pos] != '\\' {
 			p.pos++
 		}
 		if out == nil && p.peek() == '"' {
 			p.pos++
-			return fromUTF16(p.src[start : p.pos-1]), nil
+			return p.src[start : p.pos-1], nil
 		}
-		out = append(out, p.src[start:p.pos]...)
+		out = append(out, p.src[run:p.pos]...)
 		c := p.peek()
 		switch {
 		case c == endOfInput:
 			return "", p.at("Unterminated string")
 		case c == '"':
 			p.pos++
-			return fromUTF16(out), nil
+			return string(out), nil
 		case c < 0x20:
 			return "", p.at("Bad control character in string literal")
 		}
@@ -422,7 +428,7 @@ func (p *jsonParser) string() (string, *jsonError) {
 		case endOfInput:
 			return "", errEnd
 		case '"', '\\', '/':
-			out = append(out, uint16(e))
+			out = append(out, byte(e))
 		case 'b':
 			out = append(out, '\b')
 		case 'f':
@@ -434,24 +440,64 @@ func (p *jsonParser) string() (string, *jsonError) {
 		case 't':
 			out = append(out, '\t')
 		case 'u':
-			var u uint16
-			for range 4 {
-				p.pos++ // V8 reports the first unit that is not a hex digit
-				d := hexDigit(p.peek())
-				if d < 0 {
-					return "", p.at("Bad Unicode escape")
-				}
-				u = u<<4 | uint16(d)
+			r, err := p.unicodeEscape()
+			if err != nil {
+				return "", err
 			}
-			out = append(out, u)
+			if utf16.IsSurrogate(r) {
+				r = p.surrogatePair(r)
+			}
+			out = utf8.AppendRune(out, r)
 		default:
-			if e > 0xFF { // V8 words a non-Latin-1 character here as an unexpected token
+			// V8 words a character past Latin-1 here as an unexpected token.
+			if r, _ := utf8.DecodeRuneInString(p.src[p.pos:]); r > 0xFF {
 				return "", p.unexpectedToken()
 			}
 			return "", p.at("Bad escaped character")
 		}
 		p.pos++
 	}
+}
+
+// unicodeEscape reads the four hex digits of the \u escape whose u is at
+// pos, and leaves pos on the last of them. V8 reports the first character
+// that is not a hex digit.
+func (p *jsonParser) unicodeEscape() (rune, error) {
+	var u rune
+	for range 4 {
+		p.pos++
+		d := hexDigit(p.peek())
+		if d < 0 {
+			return 0, p.at("Bad Unicode escape")
+		}
+		u = u<<4 | rune(d)
+	}
+	return u, nil
+}
+
+// surrogatePair completes the escaped surrogate s, whose last digit is at
+// pos: when s is a high surrogate and the source goes on with the escape
+// of a low one, it takes that escape too and returns the pair's character.
+// Any other surrogate is lone, U+FFFD. (Raw text never holds a surrogate:
+// in UTF-8 a character outside the BMP is whole.)
+func (p *jsonParser) surrogatePair(s rune) rune {
+	next := p.src[p.pos+1:]
+	if len(next) < 6 || next[0] != '\\' || next[1] != 'u' {
+		return utf8.RuneError
+	}
+	var low rune
+	for i := 2; i < 6; i++ {
+		d := hexDigit(int(next[i]))
+		if d < 0 {
+			return utf8.RuneError // the escape's own error is reported when it is read
+		}
+		low = low<<4 | rune(d)
+	}
+	r := utf16.DecodeRune(s, low)
+	if r != utf8.RuneError {
+		p.pos += 6
+	}
+	return r
 }
 
 func hexDigit(c int) int {
@@ -466,7 +512,7 @@ func hexDigit(c int) int {
 	return -1
 }
 
-func (p *jsonParser) number() (float64, *jsonError) {
+func (p *jsonParser) number() (float64, error) {
 	start := p.pos
 	isDigit := func() bool { c := p.peek(); return c >= '0' && c <= '9' }
 	digits := func() int {
@@ -506,53 +552,7 @@ func (p *jsonParser) number() (float64, *jsonError) {
 		}
 	}
 	// The grammar is checked, and ParseFloat takes it all, overflow (±Inf,
-	// as in JavaScript) included. A short number's text stays on the stack.
-	text := make([]byte, p.pos-start)
-	for i, c := range p.src[start:p.pos] {
-		text[i] = byte(c) // ASCII only
-	}
-	f, _ := strconv.ParseFloat(string(text), 64)
+	// as in JavaScript) included.
+	f, _ := strconv.ParseFloat(p.src[start:p.pos], 64)
 	return f, nil
-}
-
-// sortIndexKeys puts array-index keys ("0", "17") first in ascending order,
-// as JavaScript orders an object's own properties; other keys keep their
-// order. It sorts in n log n: a body of thousands of keys in descending
-// order must not cost a quadratic insertion sort.
-func sortIndexKeys(keys []string) {
-	type indexKey struct {
-		n   uint32
-		key string
-	}
-	var idx []indexKey
-	rest := 0
-	for _, k := range keys {
-		if n, ok := arrayIndex(k); ok {
-			idx = append(idx, indexKey{n, k})
-		} else {
-			keys[rest] = k // other keys move up, in their order
-			rest++
-		}
-	}
-	if len(idx) == 0 {
-		return
-	}
-	// Keys are unique, so the order of equal indexes never matters.
-	slices.SortFunc(idx, func(a, b indexKey) int { return cmp.Compare(a.n, b.n) })
-	copy(keys[len(idx):], keys[:rest])
-	for i, e := range idx {
-		keys[i] = e.key
-	}
-}
-
-// arrayIndex reads an array-index key: a canonical decimal below 2^32-1.
-func arrayIndex(k string) (uint32, bool) {
-	if k == "" || len(k) > 10 || (len(k) > 1 && k[0] == '0') {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(k, 10, 64)
-	if err != nil || n >= 1<<32-1 {
-		return 0, false
-	}
-	return uint32(n), true
 }

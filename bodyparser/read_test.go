@@ -1,4 +1,4 @@
-package handlers
+package bodyparser
 
 import (
 	"bytes"
@@ -40,9 +40,9 @@ func (e *endless) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// TestReadBodyBoundsCompressedInput: a compressed body is read no further
+// TestReadBoundsCompressedInput: a compressed body is read no further
 // than it must be to refuse it, however much the client would send.
-func TestReadBodyBoundsCompressedInput(t *testing.T) {
+func TestReadBoundsCompressedInput(t *testing.T) {
 	var emptyGzip, emptyZlib bytes.Buffer
 	gzip.NewWriter(&emptyGzip).Close()
 	zw := zlib.NewWriter(&emptyZlib)
@@ -67,10 +67,8 @@ func TestReadBodyBoundsCompressedInput(t *testing.T) {
 			req.ContentLength = -1
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Content-Encoding", tc.encoding)
-			_, err := readBody(req)
-			var he *httpError
-			if !errors.As(err, &he) || he.status != http.StatusRequestEntityTooLarge {
-				t.Fatalf("readBody = %v, want a 413", err)
+			if _, err := Read(req); err != ErrTooLarge {
+				t.Fatalf("Read = %v, want ErrTooLarge", err)
 			}
 			if body.n > tc.maxRead {
 				t.Errorf("read %d bytes of the body, want %d at most", body.n, tc.maxRead)
@@ -83,9 +81,8 @@ func TestReadBodyBoundsCompressedInput(t *testing.T) {
 	req.ContentLength = compressedLimit + 1
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Content-Encoding", "gzip")
-	var he *httpError
-	if _, err := readBody(req); !errors.As(err, &he) || he.status != http.StatusRequestEntityTooLarge {
-		t.Errorf("readBody of a gzip body declared %d bytes = %v, want a 413", req.ContentLength, err)
+	if _, err := Read(req); err != ErrTooLarge {
+		t.Errorf("Read of a gzip body declared %d bytes = %v, want ErrTooLarge", req.ContentLength, err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package handlers
+package bodyparser
 
 import (
 	"bytes"
@@ -38,19 +38,19 @@ func FuzzParseJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		got, err := parseJSON(string(raw))
-		var he *httpError
-		if err != nil && !errors.As(err, &he) {
-			t.Fatalf("parseJSON(%q) = %v, want an httpError", raw, err)
+		status, msg, ok := answer(err)
+		if err != nil && !ok {
+			t.Fatalf("parseJSON(%q) = %v, want an *Error or a *SyntaxError", raw, err)
 		}
-		if he != nil {
-			if he == errTooManyMembers || strings.HasPrefix(fmt.Sprint(he.message), "Nesting deeper than") {
+		if err != nil {
+			if err == errTooManyMembers || strings.HasPrefix(msg, "Nesting deeper than") {
 				if !exceedsJSONLimits(raw) {
-					t.Fatalf("parseJSON(%q) = %d %v, but the body is within the limits", raw, he.status, he.message)
+					t.Fatalf("parseJSON(%q) = %d %v, but the body is within the limits", raw, status, msg)
 				}
 				return
 			}
-			if he.status != 400 {
-				t.Fatalf("parseJSON(%q) answered %d, want 400", raw, he.status)
+			if status != 400 {
+				t.Fatalf("parseJSON(%q) answered %d, want 400", raw, status)
 			}
 		}
 
@@ -163,10 +163,10 @@ func floats(v any) any {
 func checkKeyOrder(t *testing.T, v any) {
 	t.Helper()
 	switch v := v.(type) {
-	case *object:
+	case *Object:
 		checkKeys(t, v)
-		for _, e := range v.vals {
-			checkKeyOrder(t, e)
+		for _, m := range v.members {
+			checkKeyOrder(t, m.val)
 		}
 	case []any:
 		for _, e := range v {
@@ -175,24 +175,31 @@ func checkKeyOrder(t *testing.T, v any) {
 	}
 }
 
-// checkKeys checks an object's keys: unique, each with a value, array
+// checkKeys checks an object's keys: unique, each found by Get, array
 // indexes first in ascending order.
-func checkKeys(t *testing.T, o *object) {
+func checkKeys(t *testing.T, o *Object) {
 	t.Helper()
-	if len(o.keys) != len(o.vals) {
-		t.Fatalf("object has keys %q but %d values", o.keys, len(o.vals))
+	keys := make([]string, o.Len())
+	seen := map[string]bool{}
+	for i := range o.Len() {
+		k, v := o.At(i)
+		keys[i] = k
+		if seen[k] {
+			t.Fatalf("key %q twice", k)
+		}
+		seen[k] = true
+		if got, ok := o.Get(k); !ok || !reflect.DeepEqual(got, v) {
+			t.Fatalf("Get(%q) = %#v, %v; At(%d) has %#v", k, got, ok, i, v)
+		}
 	}
 	last, indexes := -1, true
-	for _, k := range o.keys {
-		if _, ok := o.vals[k]; !ok {
-			t.Fatalf("key %q has no value", k)
-		}
+	for _, k := range keys {
 		n, isIndex := arrayIndex(k)
 		switch {
 		case isIndex && !indexes:
-			t.Fatalf("index key %q after other keys in %q", k, o.keys)
+			t.Fatalf("index key %q after other keys in %q", k, keys)
 		case isIndex && int(n) <= last:
-			t.Fatalf("index key %q out of order in %q", k, o.keys)
+			t.Fatalf("index key %q out of order in %q", k, keys)
 		case isIndex:
 			last = int(n)
 		default:
@@ -204,16 +211,10 @@ func checkKeys(t *testing.T, o *object) {
 // plain turns parsed values into encoding/json's: objects become maps.
 func plain(v any) any {
 	switch v := v.(type) {
-	case *object:
-		m := make(map[string]any, len(v.vals))
-		for k, e := range v.vals {
-			m[k] = plain(e)
-		}
-		return m
-	case map[string]any:
-		m := make(map[string]any, len(v))
-		for k, e := range v {
-			m[k] = plain(e)
+	case *Object:
+		m := make(map[string]any, v.Len())
+		for _, e := range v.members {
+			m[e.key] = plain(e.val)
 		}
 		return m
 	case []any:
@@ -263,29 +264,45 @@ func TestParseJSONLimits(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseJSON(tc.body)
-			var he *httpError
+			status, msg, ok := answer(err)
 			switch {
 			case tc.status == 0 && err != nil:
 				t.Fatalf("parseJSON = %v, want it accepted", err)
 			case tc.status == 0:
-			case !errors.As(err, &he):
+			case !ok:
 				t.Fatalf("parseJSON = %v, want a %d", err, tc.status)
-			case he.status != tc.status || fmt.Sprint(he.message) != tc.msg:
-				t.Fatalf("parseJSON = %d %q, want %d %q", he.status, he.message, tc.status, tc.msg)
+			case status != tc.status || msg != tc.msg:
+				t.Fatalf("parseJSON = %d %q, want %d %q", status, msg, tc.status, tc.msg)
 			}
 		})
 	}
 }
 
-// TestSortIndexKeys checks the order against a plain sort: index keys
-// first, ascending by value, then the other keys in their order.
-func TestSortIndexKeys(t *testing.T) {
+// TestOrderKeys checks the order against a plain sort: index keys first,
+// ascending by value, then the other keys in their order; and that every
+// key is still found after the sort.
+func TestOrderKeys(t *testing.T) {
+	order := func(keys []string) []string {
+		o := &Object{}
+		for i, k := range keys {
+			o.set(k, float64(i))
+		}
+		o.orderKeys()
+		got := make([]string, o.Len())
+		for i := range got {
+			got[i], _ = o.At(i)
+		}
+		for i, k := range keys {
+			if v, ok := o.Get(k); !ok || v != float64(i) {
+				t.Fatalf("after ordering, Get(%q) = %v, %v; want %d", k, v, ok, i)
+			}
+		}
+		return got
+	}
 	keys := []string{"b", "10", "2", "a", "01", "4294967294", "4294967295", "0", "-1", "1.5", "", "9"}
 	want := []string{"0", "2", "9", "10", "4294967294", "b", "a", "01", "4294967295", "-1", "1.5", ""}
-	got := slices.Clone(keys)
-	sortIndexKeys(got)
-	if !slices.Equal(got, want) {
-		t.Errorf("sortIndexKeys(%q) = %q, want %q", keys, got, want)
+	if got := order(keys); !slices.Equal(got, want) {
+		t.Errorf("orderKeys(%q) = %q, want %q", keys, got, want)
 	}
 
 	// 20k keys in descending order, mixed with others: the sort is
@@ -294,11 +311,24 @@ func TestSortIndexKeys(t *testing.T) {
 	for i := 20_000; i > 0; i-- {
 		many = append(many, strconv.Itoa(i), "k"+strconv.Itoa(i))
 	}
-	got = slices.Clone(many)
-	sortIndexKeys(got)
+	got := order(many)
 	for i := range 20_000 {
 		if got[i] != strconv.Itoa(i+1) || got[20_000+i] != "k"+strconv.Itoa(20_000-i) {
 			t.Fatalf("sortIndexKeys of 40k keys: position %d is %q, %d is %q", i, got[i], 20_000+i, got[20_000+i])
 		}
 	}
+}
+
+// answer is the status and message a refusal of a body is answered with,
+// and whether err is one.
+func answer(err error) (status int, msg string, ok bool) {
+	var e *Error
+	var se *SyntaxError
+	switch {
+	case errors.As(err, &e):
+		return e.Status, e.Message, true
+	case errors.As(err, &se):
+		return 400, se.Error(), true
+	}
+	return 0, "", false
 }
