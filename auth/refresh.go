@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -37,7 +38,7 @@ import (
 // on for the other callers.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, error) {
 	hash := hashToken(refreshToken)
-	key := hex.EncodeToString(hash[:]) // never the token itself: keys show up in lock monitoring
+	key := lockKey(hash)
 	results := s.flight.DoChan(key, func() (_ any, err error) {
 		// singleflight re-panics a panic of DoChan's function in a goroutine
 		// of its own, where nothing can recover it: the process would die.
@@ -64,6 +65,19 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 	}
 }
 
+// lockKeyPrefix starts the key of a token's lock.
+const lockKeyPrefix = "refresh_token_"
+
+// lockKey is the key of the token's lock, refresh_token_<hex SHA-256>, never
+// the token itself: keys show up in lock monitoring. It keys singleflight
+// too, one string for both, built in one allocation.
+func lockKey(hash [sha256.Size]byte) string {
+	var b [len(lockKeyPrefix) + 2*sha256.Size]byte
+	copy(b[:], lockKeyPrefix)
+	hex.Encode(b[len(lockKeyPrefix):], hash[:])
+	return string(b[:])
+}
+
 // refresh is the operation that concurrent Refresh calls of one token share.
 func (s *Service) refresh(ctx context.Context, presented string, hash []byte, key string) (Tokens, error) {
 	st, err := s.store.TokenByHash(ctx, hash)
@@ -73,7 +87,7 @@ func (s *Service) refresh(ctx context.Context, presented string, hash []byte, ke
 	var out Tokens
 	ran := false
 	asked := time.Now()
-	err = s.locks.WithLock(ctx, "refresh_token_"+key, func(ctx context.Context) error {
+	err = s.locks.WithLock(ctx, key, func(ctx context.Context) error {
 		ran = true
 		held := time.Now()
 		s.metrics.lock("acquired")
@@ -145,10 +159,7 @@ func (s *Service) rotate(ctx context.Context, presented string, hash []byte, st 
 	// Signed before the compare-and-swap commits, so that the access token
 	// handed out predates any logout: a logout that commits first makes the
 	// swap fail, and one that commits after it revokes the successor.
-	out, err := s.pair(st.UserID, st.Email, successor, now)
-	if err != nil {
-		return Tokens{}, err
-	}
+	out := s.pair(st.UserID, st.Email, successor, now)
 	next := &models.RefreshToken{
 		TokenHash: successorHash,
 		UserID:    st.UserID,
@@ -157,7 +168,7 @@ func (s *Service) rotate(ctx context.Context, presented string, hash []byte, st 
 		ExpiresAt: now.Add(s.refreshTTL),
 		CreatedAt: now,
 	}
-	err = s.store.Rotate(ctx, st.ID, now, sealSuccessor(s.sealKeys[0], presented, successor), next)
+	err := s.store.Rotate(ctx, st.ID, now, sealSuccessor(s.sealKeys[0], presented, successor), next)
 	if errors.Is(err, models.ErrConflict) {
 		st, err := s.store.TokenByHash(ctx, hash)
 		if err == nil && st.RotatedAt != nil && st.RevokedAt == nil && bytes.Equal(st.SuccessorHash, successorHash) {
@@ -186,10 +197,7 @@ func (s *Service) replay(ctx context.Context, presented string, hash []byte, st 
 	if now.Sub(*st.RotatedAt) < s.reuseWindow && st.SuccessorActive(now) {
 		successor, err := openSuccessor(s.sealKeys, presented, st.SuccessorSealed, st.SuccessorHash)
 		if err == nil {
-			out, err := s.pair(st.UserID, st.Email, successor, now)
-			if err != nil {
-				return Tokens{}, err
-			}
+			out := s.pair(st.UserID, st.Email, successor, now)
 			// A logout may have committed since st was read. Checked after
 			// the access token is signed, so that a pair handed out was
 			// minted before any logout of its family.
@@ -215,10 +223,6 @@ func (s *Service) replay(ctx context.Context, presented string, hash []byte, st 
 	return Tokens{}, ErrTokenReused
 }
 
-func (s *Service) pair(userID, email, refresh string, now time.Time) (Tokens, error) {
-	access, err := s.signAccess(userID, email, now)
-	if err != nil {
-		return Tokens{}, err
-	}
-	return Tokens{AccessToken: access, RefreshToken: refresh}, nil
+func (s *Service) pair(userID, email, refresh string, now time.Time) Tokens {
+	return Tokens{AccessToken: s.signAccess(userID, email, now), RefreshToken: refresh}
 }
