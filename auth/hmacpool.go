@@ -12,7 +12,7 @@ import (
 // and the sealing key of the successor.
 //
 // Why a pool: hmac.New allocates the inner and outer SHA-256 states and the
-// two padded keys (six allocations, ~0.5 KB) and hashes the key's pads
+// two padded keys (five allocations, ~0.5 KB) and hashes the key's pads
 // again, for each token; a pooled state is Reset to its keyed start (the
 // pads' hashes saved after the first use) and writes into buffers that
 // outlive the call. Data handed to hash.Hash.Write escapes (an interface
