@@ -34,7 +34,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-10s} CLIENTS=${CLIENTS:-50} ROWS=${ROWS:-}
 STORM=${STORM:-1000} STORM_ROUNDS=${STORM_ROUNDS:-6} SAMPLE=${SAMPLE:-0.25} PROFILE=${PROFILE:-}
-PORT=${PORT:-3301} PPROF_PORT=${PPROF_PORT:-3302}
 for tool in python3 curl; do
   command -v "$tool" >/dev/null || { echo "bench/sqlite.sh: $tool is not installed" >&2; exit 2; }
 done
@@ -48,6 +47,8 @@ cleanup() {
 }
 trap cleanup EXIT
 tck=$(getconf CLK_TCK)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=${PORT:-$(free_port)} PPROF_PORT=${PPROF_PORT:-$(free_port)}
 url="http://127.0.0.1:$PORT"
 
 echo "building"
@@ -66,20 +67,27 @@ start_server() {
     JWT_SECRET=bench-secret-of-at-least-32-bytes-long "${pprof[@]}" "$work/authsvc" >>"$work/server.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 400); do
-    curl -sf "$url/health" >/dev/null && return 0
-    kill -0 "$server_pid" 2>/dev/null || break
+    kill -0 "$server_pid" 2>/dev/null || break # exited: the port was taken, or the database refused
+    # Answered, and still running: not another process on that port.
+    curl -sf "$url/health" >/dev/null && sleep 0.2 && kill -0 "$server_pid" 2>/dev/null && return 0
     sleep 0.05
   done
   echo "the service did not come up; its log:" >&2; tail -20 "$work/server.log" >&2; exit 1
 }
 stop_server() { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=; }
 
+# rotations: the running server's auth_refresh_total{result="rotated"}.
+rotations() {
+  local n
+  n=$(curl -s "$url/metrics" | awk '/^auth_refresh_total\{result="rotated"\}/ {print $2}')
+  echo "${n:-0}"
+}
+
 # sample: one line "seconds cpu-ticks rotations" of the running server.
 sample() {
-  local ticks rotated
+  local ticks
   ticks=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
-  rotated=$(curl -s "$url/metrics" | awk '/^auth_refresh_total\{result="rotated"\}/ {print $2}')
-  echo "$(date +%s.%N) $ticks ${rotated:-0}"
+  echo "$(date +%s.%N) $ticks $(rotations)"
 }
 
 # chain PHASE ROUND: one chain run with the server sampled beside it; its
@@ -91,10 +99,15 @@ chain() {
   local sampler=$!
   local profiler=
   if [ -n "$PROFILE" ] && [ "$phase" = fresh ] && [ "$round" = 1 ]; then
-    # From a second in, for all but the last second of the run: the steady load.
+    # From the first rotation on (after the load tool's bcrypts), for all
+    # but the last two seconds of the run: the steady load.
     local secs
     secs=$(python3 -c 'import sys,re; m=re.fullmatch(r"(\d+)s",sys.argv[1]); print(max(1,int(m.group(1))-2) if m else 5)' "$DURATION")
-    ( sleep 1; curl -s "http://127.0.0.1:$PPROF_PORT/debug/pprof/profile?seconds=$secs" >"$PROFILE" ) &
+    (
+      before=$(rotations)
+      while [ "$(rotations)" = "$before" ]; do sleep 0.1; done
+      curl -s "http://127.0.0.1:$PPROF_PORT/debug/pprof/profile?seconds=$secs" >"$PROFILE"
+    ) &
     profiler=$!
   fi
   # --timeout bounds the setup's registrations and logins too: bcrypts, 2 x CLIENTS of them.
