@@ -110,7 +110,10 @@ func BenchmarkServiceRefresh(b *testing.B) {
 // BenchmarkServiceRefreshParallel is the same with 50 clients at once, as
 // the chain load of BENCHMARKS.md has: each goroutine chains its own user's
 // tokens, so rotations share group commits. ns/op is the wall time per
-// refresh of all of them together (its inverse, refreshes/s, is reported).
+// refresh of all of them together (its inverse, refreshes/s, is reported);
+// cpu-us/op is the process's CPU time per refresh (getrusage, user and
+// system, every thread: the service, database/sql, SQLite and the garbage
+// collector), the figure bench/sqlite.sh measures for the server, without HTTP.
 func BenchmarkServiceRefreshParallel(b *testing.B) {
 	const clients = 50
 	svc := newBenchService(b)
@@ -122,6 +125,7 @@ func BenchmarkServiceRefreshParallel(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0, cpuOK := processCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		token := <-firsts
 		for pb.Next() {
@@ -133,5 +137,8 @@ func BenchmarkServiceRefreshParallel(b *testing.B) {
 			token = tok.RefreshToken
 		}
 	})
+	if cpu1, ok := processCPU(); ok && cpuOK {
+		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
+	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "refreshes/s")
 }
