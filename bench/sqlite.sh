@@ -147,17 +147,16 @@ else:
 PY
 }
 
-# phase NAME ROWS: a fresh database, migrated by the service, seeded with
-# ROWS rotated rows when ROWS > 0, then ROUNDS chain runs.
+# phase NAME ROWS: a fresh database; when ROWS > 0, migrated by the service
+# (authsvc migrate) and seeded with ROWS rotated rows; then ROUNDS chain runs.
 phase() {
   local name=$1 rows=$2 db="$work/$1.db"
   if [ "$rows" -gt 0 ]; then echo "phase $name: a database seeded with $rows rotated rows"; else echo "phase $name: a fresh database"; fi
-  start_server "$db"
   if [ "$rows" -gt 0 ]; then
-    stop_server
+    DATABASE_URL="$db" "$work/authsvc" migrate >/dev/null # the service's own schema
     "$work/seed" -rows "$rows" "$db"
-    start_server "$db"
   fi
+  start_server "$db"
   for round in $(seq 1 "$ROUNDS"); do chain "$name" "$round"; done
   if [ "$name" = fresh ]; then
     echo "storm: $STORM concurrent refreshes of one token against the same client's $STORM GET /health, $STORM_ROUNDS rounds"
