@@ -229,6 +229,13 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, read
 		Throttle: limits, TrustedProxies: cfg.TrustedProxies,
 		CORS: handlers.CORS{Origins: cfg.CORSOrigins, Credentials: cfg.CORSCredentials}, BehindTLS: cfg.BehindTLS})
 
+	if cfg.PprofAddr != "" {
+		profiles, err := startPprof(cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer profiles.stop(log)
+	}
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
 	if err != nil {
 		return err

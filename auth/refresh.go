@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -37,7 +38,7 @@ import (
 // on for the other callers.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, error) {
 	hash := hashToken(refreshToken)
-	key := hex.EncodeToString(hash[:]) // never the token itself: keys show up in lock monitoring
+	key := lockKey(hash)
 	results := s.flight.DoChan(key, func() (_ any, err error) {
 		// singleflight re-panics a panic of DoChan's function in a goroutine
 		// of its own, where nothing can recover it: the process would die.
@@ -67,6 +68,19 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 	}
 }
 
+// lockKeyPrefix starts the key of a token's lock.
+const lockKeyPrefix = "refresh_token_"
+
+// lockKey is the key of the token's lock, refresh_token_<hex SHA-256>, never
+// the token itself: keys show up in lock monitoring. It keys singleflight
+// too, one string for both, built in one allocation.
+func lockKey(hash [sha256.Size]byte) string {
+	var b [len(lockKeyPrefix) + 2*sha256.Size]byte
+	copy(b[:], lockKeyPrefix)
+	hex.Encode(b[len(lockKeyPrefix):], hash[:])
+	return string(b[:])
+}
+
 // refresh is the operation that concurrent Refresh calls of one token share.
 func (s *Service) refresh(ctx context.Context, presented string, hash []byte, key string) (Tokens, error) {
 	st, err := s.store.TokenByHash(ctx, hash)
@@ -76,7 +90,7 @@ func (s *Service) refresh(ctx context.Context, presented string, hash []byte, ke
 	var out Tokens
 	ran, fnErr := false, error(nil) // fn's own error: WithLock's may add mutex.ErrLeaseLost
 	asked := time.Now()
-	err = s.locks.WithLock(ctx, "refresh_token_"+key, func(ctx context.Context) (err error) {
+	err = s.locks.WithLock(ctx, key, func(ctx context.Context) (err error) {
 		defer func() { fnErr = err }()
 		ran = true
 		held := time.Now()
@@ -87,7 +101,6 @@ func (s *Service) refresh(ctx context.Context, presented string, hash []byte, ke
 			// Another holder went first, here or on another instance, and
 			// has most likely rotated the token: read it again rather than
 			// lose a compare-and-swap.
-			var err error
 			st, err = s.store.TokenByHash(ctx, hash)
 			var done bool
 			if out, done, err = s.settle(ctx, presented, hash, st, err); done {
@@ -154,10 +167,7 @@ func (s *Service) rotate(ctx context.Context, presented string, hash []byte, st 
 	// Signed before the compare-and-swap commits, so that the access token
 	// handed out predates any logout: a logout that commits first makes the
 	// swap fail, and one that commits after it revokes the successor.
-	out, err := s.pair(st.UserID, st.Email, successor, now)
-	if err != nil {
-		return Tokens{}, err
-	}
+	out := s.pair(st.UserID, st.Email, successor, now)
 	next := &models.RefreshToken{
 		TokenHash: successorHash,
 		UserID:    st.UserID,
@@ -166,7 +176,7 @@ func (s *Service) rotate(ctx context.Context, presented string, hash []byte, st 
 		ExpiresAt: now.Add(s.refreshTTL),
 		CreatedAt: now,
 	}
-	err = s.store.Rotate(ctx, st.ID, now, sealSuccessor(s.sealKeys[0], presented, successor), next)
+	err := s.store.Rotate(ctx, st.ID, now, sealSuccessor(s.sealKeys[0], presented, successor), next)
 	if errors.Is(err, models.ErrConflict) {
 		st, err := s.store.TokenByHash(ctx, hash)
 		if err == nil && st.RotatedAt != nil && st.RevokedAt == nil && bytes.Equal(st.SuccessorHash, successorHash) {
@@ -195,10 +205,7 @@ func (s *Service) replay(ctx context.Context, presented string, hash []byte, st 
 	if now.Sub(*st.RotatedAt) < s.reuseWindow && st.SuccessorActive(now) {
 		successor, err := openSuccessor(s.sealKeys, presented, st.SuccessorSealed, st.SuccessorHash)
 		if err == nil {
-			out, err := s.pair(st.UserID, st.Email, successor, now)
-			if err != nil {
-				return Tokens{}, err
-			}
+			out := s.pair(st.UserID, st.Email, successor, now)
 			// A logout may have committed since st was read. Checked after
 			// the access token is signed, so that a pair handed out was
 			// minted before any logout of its family.
@@ -224,10 +231,6 @@ func (s *Service) replay(ctx context.Context, presented string, hash []byte, st 
 	return Tokens{}, ErrTokenReused
 }
 
-func (s *Service) pair(userID, email, refresh string, now time.Time) (Tokens, error) {
-	access, err := s.signAccess(userID, email, now)
-	if err != nil {
-		return Tokens{}, err
-	}
-	return Tokens{AccessToken: access, RefreshToken: refresh}, nil
+func (s *Service) pair(userID, email, refresh string, now time.Time) Tokens {
+	return Tokens{AccessToken: s.signAccess(userID, email, now), RefreshToken: refresh}
 }

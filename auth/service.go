@@ -81,9 +81,9 @@ type Service struct {
 	flight singleflight.Group
 	parser *jwt.Parser
 
-	secret      []byte
-	verifyKeys  jwt.VerificationKeySet // secret, then PreviousSecret
-	sealKeys    [][]byte               // the seal secrets of the same, in the same order
+	signer      *hmacPool              // keyed with Secret: signs access tokens
+	verifyKeys  jwt.VerificationKeySet // Secret, then PreviousSecret
+	sealKeys    []*hmacPool            // keyed with the seal secrets of the same, in the same order
 	accessTTL   time.Duration
 	refreshTTL  time.Duration
 	reuseWindow time.Duration
@@ -106,7 +106,7 @@ func NewService(store Store, locks Locker, cfg Config) (*Service, error) {
 	s := &Service{
 		store:       store,
 		locks:       locks,
-		secret:      cfg.Secret,
+		signer:      newHMACPool(cfg.Secret),
 		accessTTL:   orDefault(cfg.AccessTTL, 15*time.Minute),
 		refreshTTL:  orDefault(cfg.RefreshTTL, 7*24*time.Hour),
 		reuseWindow: max(cfg.ReuseWindow, 0),
@@ -198,11 +198,7 @@ func (s *Service) Register(ctx context.Context, email, password string, name *st
 		}
 		return Session{}, err
 	}
-	access, err := s.signAccess(u.ID, u.Email, now)
-	if err != nil {
-		return Session{}, err
-	}
-	return Session{User: u, Tokens: Tokens{AccessToken: access, RefreshToken: refresh}}, nil
+	return Session{User: u, Tokens: Tokens{AccessToken: s.signAccess(u.ID, u.Email, now), RefreshToken: refresh}}, nil
 }
 
 // Login checks the credentials and starts a new token family. Unknown emails
@@ -231,11 +227,7 @@ func (s *Service) Login(ctx context.Context, email, password string) (Session, e
 	if err := s.store.CreateToken(ctx, row); err != nil {
 		return Session{}, err
 	}
-	access, err := s.signAccess(u.ID, u.Email, now)
-	if err != nil {
-		return Session{}, err
-	}
-	return Session{User: u, Tokens: Tokens{AccessToken: access, RefreshToken: refresh}}, nil
+	return Session{User: u, Tokens: Tokens{AccessToken: s.signAccess(u.ID, u.Email, now), RefreshToken: refresh}}, nil
 }
 
 // newFamily returns the first refresh token of a new family and its row.

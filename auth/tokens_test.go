@@ -7,6 +7,9 @@ import (
 )
 
 func TestNewRefreshToken(t *testing.T) {
+	if want := base64.RawURLEncoding.EncodedLen(refreshTokenBytes); refreshTokenLen != want {
+		t.Fatalf("refreshTokenLen = %d, want %d", refreshTokenLen, want)
+	}
 	seen := map[string]bool{}
 	for range 1000 {
 		tok, hash := newRefreshToken()
@@ -28,7 +31,7 @@ func TestSealSuccessor(t *testing.T) {
 	presented, _ := newRefreshToken()
 	successor, successorHash := newRefreshToken()
 	secret := sealSecret([]byte("server secret of at least 32 bytes"))
-	keys := [][]byte{secret}
+	keys := []*hmacPool{secret}
 	sealed := sealSuccessor(secret, presented, successor)
 
 	got, err := openSuccessor(keys, presented, sealed, successorHash)
@@ -59,12 +62,12 @@ func TestSealSuccessor(t *testing.T) {
 		t.Error("a truncated value opened")
 	}
 	// The database and an old token are not enough: the server's secret is part of the key.
-	if _, err := openSuccessor([][]byte{sealSecret([]byte("another server's secret, 32 bytes"))}, presented, sealed, successorHash); err == nil {
+	if _, err := openSuccessor([]*hmacPool{sealSecret([]byte("another server's secret, 32 bytes"))}, presented, sealed, successorHash); err == nil {
 		t.Error("opened without the server's secret")
 	}
 	// A previous secret still opens what it sealed, during a rotation of the secret.
 	next := sealSecret([]byte("the next server secret, 32 bytes.."))
-	if got, err := openSuccessor([][]byte{next, secret}, presented, sealed, successorHash); err != nil || got != successor {
+	if got, err := openSuccessor([]*hmacPool{next, secret}, presented, sealed, successorHash); err != nil || got != successor {
 		t.Errorf("openSuccessor under the previous secret = %q, %v", got, err)
 	}
 }

@@ -46,6 +46,7 @@ var Variables = []Variable{
 	{"CORS_ORIGINS", "unset", "comma-separated origins allowed to call from a browser (* for any); unset: CORS off"},
 	{"CORS_CREDENTIALS", "false", "true: allow credentials on cross-origin calls (needs explicit CORS_ORIGINS)"},
 	{"BEHIND_TLS", "false", "true when a TLS-terminating proxy is in front: answers carry Strict-Transport-Security"},
+	{"PPROF_ADDR", "unset", "host:port of a separate listener serving Go's profiles at /debug/pprof/ (e.g. 127.0.0.1:6060); unset: off"},
 }
 
 // MinSecretBytes is the shortest JWT_SECRET accepted: HS256's key size.
@@ -81,6 +82,9 @@ type Config struct {
 	CORSOrigins     []string // CORS_ORIGINS: comma-separated origins, "*" for any; none: CORS off
 	CORSCredentials bool     // CORS_CREDENTIALS: Access-Control-Allow-Credentials
 	BehindTLS       bool     // BEHIND_TLS: a TLS-terminating proxy is in front (Strict-Transport-Security)
+	// PprofAddr (PPROF_ADDR) is the host:port of a listener of its own that
+	// serves net/http/pprof, never the public one; empty: no profiling endpoint.
+	PprofAddr string
 }
 
 // Load reads the configuration through getenv (os.Getenv in production). It
@@ -277,7 +281,8 @@ func (c *Config) loadThrottle(getenv func(string) string) error {
 	return nil
 }
 
-// loadHTTP reads what browsers see: CORS and whether TLS is in front.
+// loadHTTP reads what browsers see, CORS and whether TLS is in front, and
+// the operators' profiling listener.
 func (c *Config) loadHTTP(getenv func(string) string) error {
 	for _, o := range strings.FieldsFunc(getenv("CORS_ORIGINS"), func(r rune) bool { return r == ',' || r == ' ' }) {
 		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
@@ -295,6 +300,12 @@ func (c *Config) loadHTTP(getenv func(string) string) error {
 				return fmt.Errorf("%s: %q: want true or false", b.name, v)
 			}
 		}
+	}
+	if v := getenv("PPROF_ADDR"); v != "" {
+		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+			return fmt.Errorf("PPROF_ADDR: %q: want host:port, e.g. 127.0.0.1:6060", v)
+		}
+		c.PprofAddr = v
 	}
 	if c.CORSCredentials && slices.Contains(c.CORSOrigins, "*") {
 		// Browsers refuse credentials with "*"; echoing every origin back

@@ -51,7 +51,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.Port != 3000 || c.DatabaseURL != "auth.db" || c.RedisURL != "" ||
 		c.AccessTTL != 15*time.Minute || c.RefreshTTL != 7*24*time.Hour ||
-		c.ReuseWindow != 10*time.Second || c.LockTimeout != 5*time.Second || c.LogLevel != slog.LevelInfo || c.LogJSON || !c.MigrateOnStart {
+		c.ReuseWindow != 10*time.Second || c.LockTimeout != 5*time.Second || c.LogLevel != slog.LevelInfo || c.LogJSON || !c.MigrateOnStart || c.PprofAddr != "" {
 		t.Errorf("Load() = %+v, want the documented defaults", c)
 	}
 	if !c.JWTSecretGenerated || len(c.JWTSecret) < 32 {
@@ -67,14 +67,15 @@ func TestLoad(t *testing.T) {
 	c, err := Load(env(map[string]string{
 		"PORT": "8080", "DATABASE_URL": "postgres://x", "REDIS_URL": "redis://y", "JWT_SECRET": "s3cret-s3cret-s3cret-s3cret-s3cret",
 		"JWT_EXPIRES_IN": "900", "REFRESH_EXPIRES_IN": "30d", "REFRESH_REUSE_WINDOW": "1s", "LOCK_TIMEOUT": "250ms",
-		"LOG_LEVEL": "warn", "LOG_FORMAT": "json", "MIGRATE_ON_START": "false",
+		"LOG_LEVEL": "warn", "LOG_FORMAT": "json", "MIGRATE_ON_START": "false", "PPROF_ADDR": "127.0.0.1:6060",
 	}))
 	if err != nil {
 		t.Fatalf("Load() = %v", err)
 	}
 	if c.Port != 8080 || c.DatabaseURL != "postgres://x" || c.RedisURL != "redis://y" || string(c.JWTSecret) != "s3cret-s3cret-s3cret-s3cret-s3cret" ||
 		c.JWTSecretGenerated || c.AccessTTL != 15*time.Minute || c.RefreshTTL != 30*24*time.Hour ||
-		c.ReuseWindow != time.Second || c.LockTimeout != 250*time.Millisecond || c.LogLevel != slog.LevelWarn || !c.LogJSON || c.MigrateOnStart {
+		c.ReuseWindow != time.Second || c.LockTimeout != 250*time.Millisecond || c.LogLevel != slog.LevelWarn || !c.LogJSON || c.MigrateOnStart ||
+		c.PprofAddr != "127.0.0.1:6060" {
 		t.Errorf("Load() = %+v", c)
 	}
 }
@@ -86,6 +87,7 @@ func TestLoadRejects(t *testing.T) {
 		{"REFRESH_REUSE_WINDOW", "-5s"}, {"LOCK_TIMEOUT", "0"},
 		{"LOG_LEVEL", "loud"}, {"LOG_FORMAT", "xml"}, {"MIGRATE_ON_START", "maybe"},
 		{"JWT_SECRET", "abc"}, {"JWT_SECRET", strings.Repeat("x", 31)}, {"JWT_SECRET_PREVIOUS", "old"},
+		{"PPROF_ADDR", "6060"}, {"PPROF_ADDR", "127.0.0.1"}, {"PPROF_ADDR", "127.0.0.1:"},
 	} {
 		_, err := Load(env(map[string]string{tc.name: tc.value}))
 		if err == nil || !strings.Contains(err.Error(), tc.name) {
