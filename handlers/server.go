@@ -31,7 +31,7 @@ type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// LockStats reports on the lock service. *mutex.Memory satisfies it.
+// LockStats reports on the lock service. *mutex.Memory and *mutex.Redis satisfy it.
 type LockStats interface {
 	ActiveLockCount() int
 }

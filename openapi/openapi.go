@@ -1,7 +1,8 @@
-// Package openapi holds the service's OpenAPI 3.1 document, openapi.json:
-// every route, request body, answer, error shape and header of the HTTP
-// contract. The server serves it at GET /api-json; tests hold every answer
-// they get to it, so it cannot drift from the service.
+// Package openapi is the service's HTTP contract as an OpenAPI 3.1
+// document, openapi.json: every route, request body, answer, error shape
+// and header. It holds the document, its checks (package openapitest holds
+// every answer the tests get to it, so it cannot drift from the service)
+// and its UI: Docs serves it at GET /api-json and Swagger UI at GET /api.
 package openapi
 
 import (
