@@ -52,15 +52,27 @@ func secureHeaders(behindTLS bool) echo.MiddlewareFunc {
 	if behindTLS {
 		csp += ";upgrade-insecure-requests"
 	}
+	// The values are built once and shared by every answer: a one-element
+	// slice has no room to grow, so a handler's Header.Add copies it rather
+	// than write into another answer's, and Header.Set replaces it. Set
+	// per request, they cost an allocation per header per answer.
+	type header struct {
+		key   string
+		value []string
+	}
+	headers := make([]header, 0, len(helmetHeaders)+1)
+	for _, kv := range helmetHeaders[1:] {
+		headers = append(headers, header{kv[0], []string{kv[1]}})
+	}
+	headers = append(headers, header{"Content-Security-Policy", []string{csp}})
+	if behindTLS {
+		headers = append(headers, header{"Strict-Transport-Security", []string{"max-age=31536000; includeSubDomains"}})
+	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			h := c.Response().Header()
-			for _, kv := range helmetHeaders[1:] {
-				h[kv[0]] = []string{kv[1]}
-			}
-			h.Set("Content-Security-Policy", csp)
-			if behindTLS {
-				h.Set("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+			for _, kv := range headers {
+				h[kv.key] = kv.value
 			}
 			return next(c)
 		}
