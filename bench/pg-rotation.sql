@@ -2,7 +2,7 @@
 -- service runs per rotation, and nothing else (no HTTP, no JSON, no JWT, no
 -- lock). Each pgbench client chains its own token as a client of the service
 -- would: read the token state (the service's one lookup, by hash), then
--- rotate it with the service's rotation statement (models.rotateGroupQuery:
+-- rotate it with the service's rotation statement (models.applyGroupQuery:
 -- the compare-and-swap UPDATE and the INSERT of the successor as one
 -- statement, which commits itself), for a group of one rotation. So each
 -- transaction of this script is one rotation, two statements, two round

@@ -35,6 +35,7 @@ import (
 
 	_ "github.com/mattn/go-sqlite3" // the read-only view of the demo's database
 
+	"github.com/tokenrelay/authsvc/internal/barrier"
 	"github.com/tokenrelay/authsvc/mutex"
 	"github.com/tokenrelay/authsvc/naiverotation"
 )
@@ -293,26 +294,15 @@ type answer struct {
 	message string // the error's message, or the transport error
 }
 
-// storm fires n refreshes of token at url at once: n goroutines wait on one
-// channel, and closing it releases them together. It returns the answers and
-// the time from the release to the last one.
+// storm fires n refreshes of token at url at once, released together
+// (barrier.Release). It returns the answers and the time from the release to
+// the last one.
 func storm(ctx context.Context, c *client, url, token string, n int) ([]answer, time.Duration) {
 	answers := make([]answer, n)
-	start := make(chan struct{})
-	var ready, done sync.WaitGroup
-	ready.Add(n)
-	for i := range answers {
-		done.Go(func() {
-			ready.Done()
-			<-start
-			answers[i] = c.refresh(ctx, url, token)
-		})
-	}
-	ready.Wait()
-	released := time.Now()
-	close(start)
-	done.Wait()
-	return answers, time.Since(released)
+	elapsed := barrier.Release(n, nil, func(i int) {
+		answers[i] = c.refresh(ctx, url, token)
+	})
+	return answers, elapsed
 }
 
 // client speaks the contract's JSON to the three servers.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/tokenrelay/authsvc/internal/barrier"
 )
 
 const chainUsage = `usage: loadtest chain [flags]
@@ -177,7 +179,7 @@ func runChain(ctx context.Context, ts targets, cfg chainConfig, accts []account,
 		workers[i] = &chainer{ts: ts, next: i + 1, acct: accts[i%len(accts)], prog: prog,
 			refreshes: newTallies(len(ts)), relogins: newTallies(len(ts)), latencies: make([][]time.Duration, len(ts))}
 	}
-	elapsed := releaseTogether(len(workers),
+	elapsed := barrier.Release(len(workers),
 		func(released time.Time) { deadline = released.Add(cfg.duration) },
 		func(i int) { workers[i].run(ctx, tokens[i], more) })
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/tokenrelay/authsvc/internal/barrier"
 )
 
 const stormUsage = `usage: loadtest storm [flags]
@@ -179,12 +181,12 @@ func runStorm(ctx context.Context, ts targets, cfg stormConfig, acct account, to
 }
 
 // stormRound fires n refreshes of token at once, request i of the round at
-// ts.at(first+i), all released together (releaseTogether). It returns their tally (without the requests the end of ctx
+// ts.at(first+i), all released together (barrier.Release). It returns their tally (without the requests the end of ctx
 // cut short), the tally of each target, the distinct successors returned, and
 // the time from the release to the last answer.
 func stormRound(ctx context.Context, ts targets, first, n int, token string, prog *progress) (*tally, []*tally, map[string]bool, time.Duration) {
 	outcomes := make([]outcome, n)
-	elapsed := releaseTogether(n, nil, func(i int) {
+	elapsed := barrier.Release(n, nil, func(i int) {
 		o := ts.at(first+i).refresh(ctx, token)
 		if !o.canceled {
 			prog.add(o.ok())

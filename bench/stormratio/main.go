@@ -26,8 +26,9 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"sync"
 	"time"
+
+	"github.com/tokenrelay/authsvc/internal/barrier"
 )
 
 func main() {
@@ -103,22 +104,11 @@ type answer struct {
 // from the release to the last answer, and the answers.
 func burst(n int, fn func() (int, []byte, error)) (time.Duration, []answer) {
 	answers := make([]answer, n)
-	start := make(chan struct{})
-	var ready, done sync.WaitGroup
-	ready.Add(n)
-	for i := range answers {
-		done.Go(func() {
-			ready.Done()
-			<-start
-			a := &answers[i]
-			a.status, a.body, a.err = fn()
-		})
-	}
-	ready.Wait()
-	released := time.Now()
-	close(start)
-	done.Wait()
-	return time.Since(released), answers
+	elapsed := barrier.Release(n, nil, func(i int) {
+		a := &answers[i]
+		a.status, a.body, a.err = fn()
+	})
+	return elapsed, answers
 }
 
 func do(ctx context.Context, hc *http.Client, method, url string, body any) (int, []byte, error) {

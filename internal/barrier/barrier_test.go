@@ -1,4 +1,4 @@
-package loadtest
+package barrier
 
 import (
 	"sync/atomic"
@@ -6,16 +6,16 @@ import (
 	"time"
 )
 
-// TestReleaseTogether: no fn runs before atRelease, each index runs once,
-// and releaseTogether returns only after every fn has.
-func TestReleaseTogether(t *testing.T) {
+// TestRelease: no fn runs before atRelease, each index runs once,
+// and Release returns only after every fn has.
+func TestRelease(t *testing.T) {
 	t.Parallel()
 	const n = 500
 	var released atomic.Bool
 	var ran atomic.Int64
 	calls := make([]atomic.Int32, n)
 	var deadline time.Time
-	releaseTogether(n,
+	Release(n,
 		func(at time.Time) {
 			if got := ran.Load(); got != 0 {
 				t.Errorf("at the release, %d goroutines had already run", got)
@@ -34,7 +34,7 @@ func TestReleaseTogether(t *testing.T) {
 			ran.Add(1)
 		})
 	if got := ran.Load(); got != n {
-		t.Fatalf("releaseTogether returned after %d of %d calls", got, n)
+		t.Fatalf("Release returned after %d of %d calls", got, n)
 	}
 	for i := range calls {
 		if c := calls[i].Load(); c != 1 {
@@ -43,11 +43,11 @@ func TestReleaseTogether(t *testing.T) {
 	}
 }
 
-// TestReleaseTogetherWithoutAtRelease: a nil atRelease is allowed.
-func TestReleaseTogetherWithoutAtRelease(t *testing.T) {
+// TestReleaseWithoutAtRelease: a nil atRelease is allowed.
+func TestReleaseWithoutAtRelease(t *testing.T) {
 	t.Parallel()
 	var ran atomic.Int64
-	releaseTogether(200, nil, func(int) { ran.Add(1) })
+	Release(200, nil, func(int) { ran.Add(1) })
 	if got := ran.Load(); got != 200 {
 		t.Errorf("ran %d times, want 200", got)
 	}
