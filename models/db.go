@@ -30,9 +30,10 @@ type DB struct {
 	write     *gorm.DB
 	read      *gorm.DB
 	dialect   string
-	hot       hotPath    // the refresh path's prepared statements
-	rotations *committer // commits rotations in groups; nil until Open prepared hot
-	retry     retrier    // retries of operations that met a transient failure
+	hot       hotPath       // the refresh path's prepared statements
+	rotations *committer    // commits rotations in groups; nil until Open prepared hot
+	wal       *checkpointer // SQLite's WAL checkpoints; nil on PostgreSQL
+	retry     retrier       // retries of operations that met a transient failure
 }
 
 // postgresCommitters is how many groups of rotations an instance commits at
@@ -62,13 +63,6 @@ const sqliteDriver = "sqlite3_authsvc"
 // every connection as it opens. They size SQLite's memory for a table of
 // millions of tokens; on the small tables of BenchmarkRotate they measure
 // neither better nor worse than the defaults.
-//
-// Automatic WAL checkpoints stay on, in the commit that takes the WAL past
-// wal_autocheckpoint pages. Turning them off (wal_autocheckpoint=0) and checkpointing
-// from a goroutine on a read connection took the checkpoint off the commit
-// path but cost about 15% of BenchmarkRotate's rotations per second, lower in
-// each of four runs: the checkpoint's fsync of the database file then
-// competes with the commits' fsyncs of the WAL instead of following them.
 var sqliteConnPragmas = []string{
 	// Read the database file through a memory map of up to 256 MiB: a
 	// lookup walks the token-hash index and the table without a read(2) and
@@ -82,16 +76,9 @@ var sqliteConnPragmas = []string{
 	// Temporary b-trees (the IN (SELECT ... LIMIT) of the batched prune and
 	// seal erasure) in memory rather than in temporary files.
 	"PRAGMA temp_store = MEMORY",
-	// Checkpoint when the WAL passes 8,000 pages (32 MiB) instead of 1,000.
-	// A checkpoint copies each page changed since the last one back into
-	// the database file once, however often it changed: the hot pages (the
-	// table's tail, the inner pages of the indexes, the sequence) change in
-	// every group, so fewer, larger checkpoints copy far fewer pages per
-	// rotation. CPU per refresh without HTTP fell by about an eighth
-	// (BenchmarkServiceRefreshParallel, cpu-us/op, three alternating runs
-	// each). The cost: a WAL file of up to ~32 MiB, and as much more to
-	// replay after a crash.
-	"PRAGMA wal_autocheckpoint = 8000",
+	// No checkpoint inside a commit: the checkpointer runs them beside the
+	// commits (see checkpointer).
+	"PRAGMA wal_autocheckpoint = 0",
 }
 
 var registerSQLiteDriver = sync.OnceFunc(func() {
@@ -135,6 +122,8 @@ func Open(ctx context.Context, url string, log *slog.Logger, opts ...OpenOption)
 		db.rotations = newCommitter(postgresCommitters, db.hot.writePostgres, o.onGroupCommit)
 	} else {
 		db.rotations = newCommitter(1, db.hot.writeSQLite, o.onGroupCommit)
+		read, _ := db.read.DB()
+		db.wal = startCheckpointer(read, log)
 	}
 	if o.maxConns > 0 && db.dialect == "postgres" {
 		sqlDB, _ := db.write.DB()
@@ -271,6 +260,9 @@ func (db *DB) Ping(ctx context.Context) error {
 func (db *DB) Close() error {
 	if db.rotations != nil {
 		db.rotations.close()
+	}
+	if db.wal != nil {
+		db.wal.close()
 	}
 
 	errs := []error{db.hot.close()}
