@@ -44,12 +44,12 @@ func TestMigrateCommand(t *testing.T) {
 	eachDatabaseURL(t, func(t *testing.T, databaseURL string) {
 		code, out, errOut := migrateCmd(t, databaseURL, "status")
 		if code != 0 || !hasLine(out, "1", "pending", "00001_baseline.sql") || !hasLine(out, "2", "pending", "00002_seal_index.sql") ||
-			!strings.Contains(out, "schema at version 0, 2 pending") {
+			!hasLine(out, "3", "pending", "00003_drop_user_id_index.sql") || !strings.Contains(out, "schema at version 0, 3 pending") {
 			t.Fatalf("migrate status on an empty database = %d\n%s%s", code, out, errOut)
 		}
 		code, out, errOut = migrateCmd(t, databaseURL)
 		if code != 0 || !strings.Contains(out, "applied 00001_baseline.sql (version 1)") || !strings.Contains(out, "applied 00002_seal_index.sql (version 2)") ||
-			!strings.Contains(out, "schema at version 2, 0 pending") {
+			!strings.Contains(out, "applied 00003_drop_user_id_index.sql (version 3)") || !strings.Contains(out, "schema at version 3, 0 pending") {
 			t.Fatalf("migrate = %d\n%s%s", code, out, errOut)
 		}
 		if strings.Contains(out+errOut, databaseURL) {
@@ -60,7 +60,8 @@ func TestMigrateCommand(t *testing.T) {
 			t.Errorf("migrate up a second time = %d\n%s%s", code, out, errOut)
 		}
 		code, out, errOut = migrateCmd(t, databaseURL, "status")
-		if code != 0 || !hasLine(out, "1", "applied", "00001_baseline.sql") || !hasLine(out, "2", "applied", "00002_seal_index.sql") {
+		if code != 0 || !hasLine(out, "1", "applied", "00001_baseline.sql") || !hasLine(out, "2", "applied", "00002_seal_index.sql") ||
+			!hasLine(out, "3", "applied", "00003_drop_user_id_index.sql") {
 			t.Errorf("migrate status after migrating = %d\n%s%s", code, out, errOut)
 		}
 	})
