@@ -144,33 +144,37 @@ func openLocked(ctx context.Context, url string, log *slog.Logger) (*DB, func() 
 	return db, unlock, nil
 }
 
-// migrationDialect returns goose's dialect and the migrations of db's.
-func (db *DB) migrationDialect() (database.Dialect, fs.FS, error) {
-	d := database.DialectSQLite3
-	if db.dialect == "postgres" {
-		d = database.DialectPostgres
-	}
+// migrations returns a goose provider of db's migrations, on db's write pool.
+//
+// No goose.WithSessionLocker: goose checks for pending migrations, and
+// creates its version table, before it takes that lock, and it polls for the
+// lock once a second at best. openLocked's lock covers all of goose's work
+// instead, and waits without polling.
+func (db *DB) migrations() (*goose.Provider, error) {
 	files, err := fs.Sub(migrationFiles, path.Join("migrations", db.dialect))
-	return d, files, err
+	if err != nil {
+		return nil, err
+	}
+	sqlDB, err := db.write.DB()
+	if err != nil {
+		return nil, err
+	}
+	return goose.NewProvider(db.gooseDialect(), sqlDB, files, goose.WithDisableGlobalRegistry(true))
+}
+
+// gooseDialect is goose's name of db's dialect.
+func (db *DB) gooseDialect() database.Dialect {
+	if db.dialect == "postgres" {
+		return database.DialectPostgres
+	}
+	return database.DialectSQLite3
 }
 
 // migrate applies the pending migrations and returns those it applied, even
 // when a later one fails; the caller holds the migration lock (see
 // openLocked).
 func (db *DB) migrate(ctx context.Context, log *slog.Logger) ([]Migration, error) {
-	dialect, files, err := db.migrationDialect()
-	if err != nil {
-		return nil, fmt.Errorf("migrate schema: %w", err)
-	}
-	sqlDB, err := db.write.DB()
-	if err != nil {
-		return nil, fmt.Errorf("migrate schema: %w", err)
-	}
-	// No goose.WithSessionLocker: goose checks for pending migrations, and
-	// creates its version table, before it takes that lock, and it polls for
-	// the lock once a second at best. openLocked's lock covers all of goose's
-	// work instead, and waits without polling.
-	p, err := goose.NewProvider(dialect, sqlDB, files, goose.WithDisableGlobalRegistry(true))
+	p, err := db.migrations()
 	if err != nil {
 		return nil, fmt.Errorf("migrate schema: %w", err)
 	}
@@ -259,15 +263,7 @@ func advisoryKey(schema string) int64 {
 // migrationStatus returns the state of every migration, reading the version
 // table if there is one and creating nothing.
 func (db *DB) migrationStatus(ctx context.Context) ([]Migration, error) {
-	dialect, files, err := db.migrationDialect()
-	if err != nil {
-		return nil, fmt.Errorf("migration status: %w", err)
-	}
-	sqlDB, err := db.write.DB()
-	if err != nil {
-		return nil, fmt.Errorf("migration status: %w", err)
-	}
-	p, err := goose.NewProvider(dialect, sqlDB, files, goose.WithDisableGlobalRegistry(true))
+	p, err := db.migrations()
 	if err != nil {
 		return nil, fmt.Errorf("migration status: %w", err)
 	}
@@ -282,7 +278,11 @@ func (db *DB) migrationStatus(ctx context.Context) ([]Migration, error) {
 	if err != nil || !exists {
 		return status, err
 	}
-	store, err := database.NewStore(dialect, versionTable)
+	sqlDB, err := db.write.DB()
+	if err != nil {
+		return nil, fmt.Errorf("migration status: %w", err)
+	}
+	store, err := database.NewStore(db.gooseDialect(), versionTable)
 	if err != nil {
 		return nil, fmt.Errorf("migration status: %w", err)
 	}
