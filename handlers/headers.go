@@ -43,15 +43,21 @@ var helmetHeaders = [][2]string{
 	{"X-XSS-Protection", "0"},
 }
 
+// contentSecurityPolicy is helmet's policy, with upgrade-insecure-requests
+// behind TLS. The documentation page builds its own on it (openapi.NewDocs).
+func contentSecurityPolicy(behindTLS bool) string {
+	if behindTLS {
+		return helmetHeaders[0][1] + ";upgrade-insecure-requests"
+	}
+	return helmetHeaders[0][1]
+}
+
 // secureHeaders sets helmet's headers on every answer. Behind TLS it also
 // sends Strict-Transport-Security, and tells browsers to upgrade insecure
 // requests, as helmet does; over plain HTTP (a developer's machine) either
 // would break the page it protects.
 func secureHeaders(behindTLS bool) echo.MiddlewareFunc {
-	csp := helmetHeaders[0][1]
-	if behindTLS {
-		csp += ";upgrade-insecure-requests"
-	}
+	csp := contentSecurityPolicy(behindTLS)
 	// The values are built once and shared by every answer: a one-element
 	// slice has no room to grow, so a handler's Header.Add copies it rather
 	// than write into another answer's, and Header.Set replaces it. Set

@@ -9,11 +9,11 @@ import (
 	"github.com/tokenrelay/authsvc/openapi"
 )
 
-// routes installs every route of the API. GET routes answer HEAD too, as
-// Express's do; any other method or path is Express's 404.
-func (s *server) routes(e *echo.Echo) {
+// routes installs every route of the API, docs serving the documentation.
+// GET routes answer HEAD too, as Express's do; any other method or path is
+// Express's 404.
+func (s *server) routes(e *echo.Echo, docs *openapi.Docs) {
 	get := []string{http.MethodGet, http.MethodHead}
-	docs := openapi.NewDocs(helmetHeaders[0][1])
 	for _, r := range []*echo.Route{
 		e.POST("/auth/register", s.register, s.throttle.byIP("register")),
 		e.POST("/auth/login", s.login, s.throttle.byIP("login")),

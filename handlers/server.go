@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokenrelay/authsvc/auth"
+	"github.com/tokenrelay/authsvc/openapi"
 )
 
 // Pinger checks that a dependency answers. *models.DB and *mutex.Redis satisfy it.
@@ -107,7 +108,7 @@ func NewServer(d Deps) *echo.Echo {
 	}
 	e.Pre(append(pre, expressPath)...)
 	e.Use(parseBody) // after routing, for every route and for none
-	s.routes(e)
+	s.routes(e, openapi.NewDocs(contentSecurityPolicy(d.BehindTLS)))
 	return e
 }
 

@@ -203,7 +203,7 @@ func TestHelmetHeaders(t *testing.T) {
 		cfg := defaultConfig()
 		cfg.behindTLS = tls
 		a := newApp(t, cfg)
-		for _, path := range []string{"/health", "/nope"} {
+		for _, path := range []string{"/health", "/nope", "/api"} {
 			r, err := a.do(http.MethodGet, path, "", nil)
 			if err != nil {
 				t.Fatal(err)
