@@ -96,7 +96,10 @@ func startInstance(t testing.TB, cfg appConfig, clk *clock) *app {
 	logs := &syncBuffer{}
 	log := newLogger(logs)
 	registry := prometheus.NewRegistry()
-	db, err := models.Open(t.Context(), cfg.databaseURL, log, models.OnGroupCommit(auth.NewCommitMetrics(registry)))
+	// Eight PostgreSQL connections per instance (the service's default is 20):
+	// tests run in parallel, and beside other packages' tests, on a server
+	// that allows 100 connections in all.
+	db, err := models.Open(t.Context(), cfg.databaseURL, log, models.OnGroupCommit(auth.NewCommitMetrics(registry)), models.MaxConns(8))
 	if err != nil {
 		t.Fatalf("models.Open: %v", err)
 	}

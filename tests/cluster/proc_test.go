@@ -282,6 +282,9 @@ func newCluster(t *testing.T, n int) *cluster {
 		"LOG_LEVEL=warn",
 		"THROTTLE=off",            // the clients all log in from 127.0.0.1
 		"BCRYPT_QUEUE_TIMEOUT=1m", // and at once, on instances sharing two cores
+		// 3 × 10 connections: go test runs other packages' PostgreSQL tests
+		// beside this one, on a server that allows 100 in all.
+		"DB_MAX_CONNS=10",
 	}
 	for i := range n {
 		c.instances = append(c.instances, newInstance(t, string(rune('A'+i)), env))
