@@ -144,10 +144,11 @@ func fatal(stderr io.Writer, getenv func(string) string, err error) {
 // the database. When ready is not nil, run sends it the address it listens on.
 // gcPercent is the garbage collector's target when GOGC is not set: the heap
 // may grow to five times what is live before a collection, where Go's
-// default is twice. The service's live heap is a few MB, so that is tens of
-// MB at most, and the collector runs a quarter as often: server CPU per
-// refresh under a 50-client chain load fell from 181 to 159 us
-// (bench/sqlite.sh, GOGC=400 against the default, same run). GOGC, and
+// default is twice. The service's heap in use is about 8 MB under a
+// 50-client chain load (go_memstats_heap_inuse_bytes), so that is tens of MB,
+// and a collection comes after four times as much allocation: server CPU per
+// refresh under that load fell from 181 to 159 us (bench/sqlite.sh, three
+// runs each, the default and then GOGC=400, one after the other). GOGC, and
 // GOMEMLIMIT for a hard ceiling, keep their usual meaning.
 const gcPercent = 400
 

@@ -113,22 +113,8 @@ func TestGroupCommit(t *testing.T) {
 	db := openTest(t)
 	ctx := t.Context()
 	now := time.Now().UTC()
-	u := User{ID: "u", Email: "g@example.com", PasswordHash: "x", CreatedAt: now}
 	const tokens = 200
-	ids := make([]int64, tokens)
-	for i := range tokens {
-		tok := &RefreshToken{TokenHash: []byte(fmt.Sprintf("t%d", i)), UserID: "u", FamilyID: "f", ExpiresAt: now.Add(time.Hour), CreatedAt: now}
-		var err error
-		if i == 0 {
-			err = db.CreateUser(ctx, &u, tok)
-		} else {
-			err = db.CreateToken(ctx, tok)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = tok.ID
-	}
+	ids := seedTokens(t, db, tokens)
 	type call struct {
 		token int
 		hash  string
