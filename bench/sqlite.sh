@@ -4,7 +4,10 @@
 #
 #   floor    BenchmarkSQLiteFloor (models/floor_test.go): one rotation
 #            transaction after another through database/sql, no HTTP, with
-#            synchronous=NORMAL (the reference of the ratios) and FULL
+#            synchronous=NORMAL (the reference of the ratios) and FULL; run
+#            right before every chain run, so that each run has a floor
+#            measured a few seconds apart (the machine's speed drifts by
+#            tens of percent over minutes) and its ratio is chain / that floor
 #   chain    `authsvc loadtest chain` with CLIENTS clients, ROUNDS runs of
 #            DURATION on a fresh database: refreshes/s, p50/p99/max, and the
 #            server's CPU time per refresh
@@ -57,8 +60,14 @@ if [ -n "${AUTHSVC:-}" ]; then cp "$AUTHSVC" "$work/authsvc"; else go build -o "
 go build -o "$work/seed" ./bench/seed
 go build -o "$work/stormratio" ./bench/stormratio
 
-echo "SQLite floor (BenchmarkSQLiteFloor, $ROUNDS runs):"
-go test -run '^$' -bench SQLiteFloor -count "$ROUNDS" ./models | tee "$work/floor.txt" | grep -E '^Benchmark' || true
+go test -c -o "$work/models.test" ./models
+
+# floor_run: one run of BenchmarkSQLiteFloor, its lines appended to floor.txt;
+# prints the NORMAL floor in tx/s.
+floor_run() {
+  (cd "$work" && ./models.test -test.run '^$' -test.bench SQLiteFloor -test.count 1) | grep -E '^Benchmark' | tee -a "$work/floor.txt" |
+    awk '/synchronous=NORMAL/ {for (i = 1; i <= NF; i++) if ($(i+1) == "tx/s") print $i}'
+}
 
 # start_server DB: the service on DB, in the background; waits for /health.
 start_server() {
@@ -84,18 +93,25 @@ rotations() {
   echo "${n:-0}"
 }
 
-# sample: one line "seconds cpu-ticks rotations" of the running server.
+# sample: one line "seconds cpu-ticks rotations load-tool-cpu-ticks" of the
+# running server and load tool.
 sample() {
-  local ticks
+  local ticks load
   ticks=$(awk '{print $14 + $15}' "/proc/$server_pid/stat")
-  echo "$(date +%s.%N) $ticks $(rotations)"
+  load=$(awk '{print $14 + $15}' "/proc/$load_pid/stat" 2>/dev/null || echo -1)
+  echo "$(date +%s.%N) $ticks $(rotations) $load"
 }
 
 # chain PHASE ROUND: one chain run with the server sampled beside it; its
 # figures are appended to results.
 chain() {
-  local phase=$1 round=$2
+  local phase=$1 round=$2 floor
+  floor=$(floor_run)
   : >"$work/samples"
+  # --timeout bounds the setup's registrations and logins too: bcrypts, 2 x CLIENTS of them.
+  "$work/authsvc" loadtest chain --url "$url" -c "$CLIENTS" --users "$CLIENTS" --duration "$DURATION" --timeout 60s --json \
+    >"$work/run.json" 2>"$work/run.err" &
+  load_pid=$!
   ( while :; do sample >>"$work/samples"; sleep "$SAMPLE"; done ) &
   local sampler=$!
   local profiler=
@@ -111,28 +127,30 @@ chain() {
     ) &
     profiler=$!
   fi
-  # --timeout bounds the setup's registrations and logins too: bcrypts, 2 x CLIENTS of them.
-  "$work/authsvc" loadtest chain --url "$url" -c "$CLIENTS" --users "$CLIENTS" --duration "$DURATION" --timeout 60s --json \
-    >"$work/run.json" 2>"$work/run.err" || true
+  wait "$load_pid" || true
   sleep "$SAMPLE"; sleep "$SAMPLE" # two samples of the idle tail: the final count
   kill "$sampler"; wait "$sampler" 2>/dev/null || true
   if [ -n "$profiler" ]; then
     wait "$profiler" || true
     echo "  CPU profile of this run: $PROFILE (go tool pprof -top $PROFILE)"
   fi
-  python3 - "$phase" "$round" "$work/run.json" "$work/samples" "$tck" >>"$work/results" <<'PY'
+  python3 - "$phase" "$round" "$work/run.json" "$work/samples" "$tck" "${floor:-0}" >>"$work/results" <<'PY'
 import json, sys
 phase, rnd, path, samples, tck = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
-out = {"phase": phase, "round": rnd}
+out = {"phase": phase, "round": rnd, "floor": float(sys.argv[6])}
 try:
     r = json.load(open(path))
     l = r["latencyMs"]
     out.update(rate=r["refreshesPerSecond"], p50=l["p50"], p99=l["p99"], max=l["max"], failed=r["failed"])
-    s = [tuple(map(float, line.split())) for line in open(samples) if len(line.split()) == 3]
+    out.update(ratio=out["rate"] / out["floor"] if out["floor"] else 0)
+    s = [tuple(map(float, line.split())) for line in open(samples) if len(line.split()) == 4]
     first = next(i for i, x in enumerate(s) if x[2] > s[0][2])  # rotations under way
     last = next(i for i, x in enumerate(s) if x[2] == s[-1][2])  # the final count reached
     rotations, cpu = s[last][2] - s[first][2], (s[last][1] - s[first][1]) / tck
     out.update(cpu_us=cpu / rotations * 1e6, steady_s=s[last][0] - s[first][0], steady_rotations=rotations)
+    # The load tool's CPU over the same samples, while it still ran (-1: gone).
+    lt = [x for x in s[first:last + 1] if x[3] >= 0]
+    out.update(load_us=(lt[-1][3] - lt[0][3]) / tck / (lt[-1][2] - lt[0][2]) * 1e6)
 except Exception as e:
     out["error"] = repr(e)
 print(json.dumps(out))
@@ -143,8 +161,8 @@ r = json.loads(open(sys.argv[1]).readlines()[-1])
 if "error" in r:
     print("  %s run %d: unreadable (%s); the load tool said: %s" % (r["phase"], r["round"], r["error"], open(sys.argv[2]).read()[-300:].strip()))
 else:
-    print("  %s run %d: %.0f refreshes/s, p50 %.2f ms, p99 %.2f ms, max %.2f ms, failed %d, server CPU %.0f us/refresh (%.0f rotations over %.1f s)"
-          % (r["phase"], r["round"], r["rate"], r["p50"], r["p99"], r["max"], r["failed"], r["cpu_us"], r["steady_rotations"], r["steady_s"]))
+    print("  %s run %d: floor %.0f tx/s, %.0f refreshes/s = %.2f x, p50 %.2f ms, p99 %.2f ms, max %.2f ms, failed %d, server CPU %.0f us/refresh, load tool %.0f us (%.0f rotations over %.1f s)"
+          % (r["phase"], r["round"], r["floor"], r["rate"], r["ratio"], r["p50"], r["p99"], r["max"], r["failed"], r["cpu_us"], r["load_us"], r["steady_rotations"], r["steady_s"]))
 PY
 }
 
@@ -182,17 +200,18 @@ phases = list(dict.fromkeys(r["phase"] for r in runs))
 print(f"\nmedians, {clients} clients:")
 for n, v in floor.items():
     print(f"  SQLite floor {n}: {v:.0f} tx/s ({len(floors[n])} runs)")
-# The reference is the NORMAL floor: no fsync per commit, the faster one.
-ref = next((v for n, v in floor.items() if "NORMAL" in n), next(iter(floor.values()), 0))
+# The reference of the ratios is the NORMAL floor (no fsync per commit, the
+# faster one), each chain run against the floor run right before it.
 for p in phases:
     ok = [r for r in runs if r["phase"] == p and "error" not in r]
     if not ok:
         print(f"  {p}: no readable run")
         continue
     med = lambda k: statistics.median(r[k] for r in ok)
-    ratio = f" = {med('rate') / ref:.2f} x floor" if ref else ""
-    print(f"  {p:14} {med('rate'):6.0f} refreshes/s{ratio}, p50 {med('p50'):.2f} ms, p99 {med('p99'):.2f} ms, "
-          f"max {med('max'):.2f} ms, server CPU {med('cpu_us'):.0f} us/refresh, failed {sum(r['failed'] for r in ok)} ({len(ok)} runs)")
+    print(f"  {p:14} {med('rate'):6.0f} refreshes/s = {med('ratio'):.2f} x floor (median of each run's ratio to the NORMAL floor "
+          f"run just before it; those floors' median {med('floor'):.0f} tx/s), p50 {med('p50'):.2f} ms, p99 {med('p99'):.2f} ms, "
+          f"max {med('max'):.2f} ms, server CPU {med('cpu_us'):.0f} us/refresh, load tool CPU {med('load_us'):.0f} us/refresh, "
+          f"failed {sum(r['failed'] for r in ok)} ({len(ok)} runs)")
 try:
     s = json.load(open(f"{work}/storm.json"))
     print(f"  storm of {s['n']}: {s['stormMs']:.1f} ms against {s['healthMs']:.1f} ms for the same client's {s['n']} GET /health "

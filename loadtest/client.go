@@ -6,16 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/valyala/fasthttp"
 )
 
 // maxBody is the most of an answer's body that is kept; the contract's bodies
@@ -24,29 +25,91 @@ const maxBody = 1 << 20
 
 // client talks to one target over one pool of keep-alive connections. It is
 // safe for concurrent use.
+//
+// It is fasthttp's client, not net/http's: the load tool shares the machine
+// with the server it measures, and every microsecond of CPU it spends on a
+// request is taken from that server. net/http's client hands each request to
+// two goroutines of its connection (a writer and a reader) and back, three
+// context switches; fasthttp writes and reads in the caller's goroutine and
+// reuses its buffers, and costs half the CPU per request (BENCHMARKS.md).
 type client struct {
 	base    string // the target's URL, without a trailing slash
 	timeout time.Duration
-	hc      *http.Client
+	fc      *fasthttp.Client
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{} // open connections, closed when a request's context ends
+	dialed atomic.Int64          // connections made: the target accepts them
 }
 
-// newClient returns a client that keeps up to conns idle connections to base
-// and gives every request at most timeout.
+// newClient returns a client that keeps up to conns connections to base
+// (requests beyond them wait for one) and gives every request at most
+// timeout.
 func newClient(base string, conns int, timeout time.Duration) *client {
-	tr := &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: min(5*time.Second, timeout), KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          conns,
-		MaxIdleConnsPerHost:   conns,
-		IdleConnTimeout:       30 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ResponseHeaderTimeout: timeout,
-		ExpectContinueTimeout: time.Second,
+	c := &client{base: base, timeout: timeout, conns: make(map[net.Conn]struct{})}
+	dialer := &net.Dialer{Timeout: min(5*time.Second, timeout), KeepAlive: 30 * time.Second}
+	c.fc = &fasthttp.Client{
+		// net.Dialer's errors (a *net.OpError around the errno, a
+		// *net.DNSError) are the ones reason puts in words.
+		Dial: func(addr string) (net.Conn, error) {
+			conn, err := dialer.Dial("tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			c.dialed.Add(1)
+			return c.track(conn), nil
+		},
+		MaxConnsPerHost:               max(conns, 1),
+		MaxConnWaitTimeout:            timeout,
+		MaxIdleConnDuration:           30 * time.Second,
+		MaxResponseBodySize:           maxBody,
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: true,
 	}
-	return &client{base: base, timeout: timeout, hc: &http.Client{Transport: tr, Timeout: timeout}}
+	return c
 }
 
 // close closes the idle connections.
-func (c *client) close() { c.hc.CloseIdleConnections() }
+func (c *client) close() { c.fc.CloseIdleConnections() }
+
+// trackedConn is a connection the client can close from outside, to end the
+// requests on it when their context ends (fasthttp has no contexts).
+type trackedConn struct {
+	net.Conn
+	c    *client
+	once sync.Once
+}
+
+func (c *client) track(conn net.Conn) net.Conn {
+	t := &trackedConn{Conn: conn, c: c}
+	c.mu.Lock()
+	c.conns[t] = struct{}{}
+	c.mu.Unlock()
+	return t
+}
+
+func (t *trackedConn) Close() error {
+	t.once.Do(func() {
+		t.c.mu.Lock()
+		delete(t.c.conns, t)
+		t.c.mu.Unlock()
+	})
+	return t.Conn.Close()
+}
+
+// abort closes every open connection: the requests under way on them return
+// at once with an error.
+func (c *client) abort() {
+	c.mu.Lock()
+	conns := make([]net.Conn, 0, len(c.conns))
+	for conn := range c.conns {
+		conns = append(conns, conn)
+	}
+	c.mu.Unlock()
+	for _, conn := range conns {
+		_ = conn.Close()
+	}
+}
 
 // answer is an HTTP response, its body read whole (up to maxBody).
 type answer struct {
@@ -55,32 +118,40 @@ type answer struct {
 }
 
 // do sends one request, body encoded as JSON unless nil, and reads the
-// answer. An answer whose body could not be read whole comes with its status
-// and the error.
+// answer. It returns when the answer came, the timeout passed or ctx ended
+// (then with an error, and the client's connections closed: a context ends
+// when the whole run does).
 func (c *client) do(ctx context.Context, method, path string, body any) (answer, error) {
-	var rd io.Reader
+	req, res := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(res)
+	req.SetRequestURI(c.base + path)
+	req.Header.SetMethod(method)
+	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return answer{}, err
 		}
-		rd = bytes.NewReader(b)
+		req.Header.SetContentType("application/json")
+		req.SetBodyRaw(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err := ctx.Err(); err != nil {
+		return answer{}, err
+	}
+	stop := context.AfterFunc(ctx, c.abort)
+	deadline := time.Now().Add(c.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	err := c.fc.DoDeadline(req, res, deadline)
+	if !stop() || ctx.Err() != nil {
+		return answer{}, ctx.Err()
+	}
 	if err != nil {
 		return answer{}, err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	res, err := c.hc.Do(req)
-	if err != nil {
-		return answer{}, err
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(res.Body, maxBody))
-	return answer{status: res.StatusCode, body: b}, err
+	return answer{status: res.StatusCode(), body: bytes.Clone(res.Body())}, nil
 }
 
 // call posts body to path. A success is a 2xx answer whose JSON body has a
@@ -132,8 +203,6 @@ func (c *client) session(ctx context.Context, acct account) (string, error) {
 // error is ctx.Err() when ctx ended, an *unreachableError when no answer
 // came, and a *targetError when the answer was not a session.
 func (c *client) signIn(ctx context.Context, path string, body any) (string, error) {
-	var connected atomic.Bool // whether the request got a connection, to tell a silent server from a missing one
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { connected.Store(true) }})
 	o, a := c.call(ctx, path, body)
 	switch {
 	case o.ok():
@@ -141,7 +210,9 @@ func (c *client) signIn(ctx context.Context, path string, body any) (string, err
 	case o.canceled:
 		return "", ctx.Err()
 	case o.err != nil && o.status == 0:
-		return "", &unreachableError{url: c.base, err: o.err, timeout: c.timeout, connected: connected.Load()}
+		// A connection made means the server accepts them: a timeout is then a
+		// silent server, not a missing one.
+		return "", &unreachableError{url: c.base, err: o.err, timeout: c.timeout, connected: c.dialed.Load() > 0}
 	}
 	return "", &targetError{method: http.MethodPost, url: c.base + path, status: a.status, body: a.body, foreign: !refusal(a)}
 }
@@ -174,8 +245,7 @@ type unreachableError struct {
 }
 
 func (e *unreachableError) Error() string {
-	var ne net.Error
-	if e.connected && errors.As(e.err, &ne) && ne.Timeout() {
+	if e.connected && timedOut(e.err) {
 		return fmt.Sprintf("%s accepted a connection but gave no answer within %s (--timeout): it does not speak the authsvc HTTP contract",
 			e.url, e.timeout)
 	}
@@ -287,14 +357,20 @@ func transportMessage(err error) string {
 func reason(err error) string {
 	var errno syscall.Errno
 	var dns *net.DNSError
-	var ne net.Error
 	switch {
 	case errors.As(err, &errno):
 		return errno.Error()
 	case errors.As(err, &dns):
 		return dns.Error()
-	case errors.As(err, &ne) && ne.Timeout():
+	case timedOut(err):
 		return "no answer in time: " + transportMessage(err)
 	}
 	return transportMessage(err)
+}
+
+// timedOut reports whether err is a timeout: a net.Error that says so, or
+// fasthttp's ErrTimeout, which has the Timeout method alone.
+func timedOut(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
 }
