@@ -37,10 +37,15 @@ type DB struct {
 }
 
 // postgresCommitters is how many groups of rotations an instance commits at
-// once on PostgreSQL: two, so that one group's statement runs while the
-// other's WAL flush is under way, and rotations still gather into groups.
-// SQLite has one writer, so one.
-const postgresCommitters = 2
+// once on PostgreSQL: one. Two (one group's statement running while the
+// other's WAL flush completes) measured worse on a machine of 2 cores, one
+// instance or three (bench/cluster.sh set-up, 50 clients, runs alternated):
+// the groups were half the size, so PostgreSQL did nearly twice the
+// statements, and its CPU per refresh went from about 107 to 130 us with one
+// instance and from 172 to 212 us with three; refreshes/s fell by 6 to 15 %.
+// Other instances' committers still write beside this one, which the
+// compare-and-swap keeps correct. SQLite has one writer, so one as well.
+const postgresCommitters = 1
 
 // sqlitePragmas are the settings of every SQLite connection: WAL lets readers
 // run beside the writer, _txlock=immediate takes the write lock at BEGIN (a

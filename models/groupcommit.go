@@ -70,8 +70,9 @@ type groupWriter func(ctx context.Context, group []*rotation) (results []error, 
 //
 //   - One writer. On SQLite a single goroutine commits, on the single
 //     write connection, so groups never contend for SQLite's write lock. On
-//     PostgreSQL a few goroutines commit concurrently; the row locks of the
-//     compare-and-swap keep them correct, as they keep other instances.
+//     PostgreSQL, one goroutine per instance as well (postgresCommitters);
+//     the committers of other instances write concurrently, and the row
+//     locks of the compare-and-swap keep them correct.
 //   - Order. Queued rotations are taken first come, first served, at most
 //     maxGroup at a time; inside a group the compare-and-swaps apply in that
 //     order, so of two rotations of one token in a group the first wins and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tokenrelay/authsvc/internal/testpg"
 )
 
 // seedTokens stores a user and n live refresh tokens, and returns their ids.
@@ -254,5 +257,71 @@ func BenchmarkRotate(b *testing.B) {
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rotations/s")
 		})
+	}
+}
+
+// TestPostgresGroupsProbeTheIndex: a group's statement finds its tokens
+// through the primary key however the table grew since the statement's
+// first runs. Twenty groups run on a table of a few rows (a prepared
+// statement then has a generic plan cached for that size: a sequential
+// scan), then the table grows by 50,000 rows with no ANALYZE, as a new
+// database under load does for its first minute, and 50 more groups run.
+// None of them may scan the table: PostgreSQL's own counters, read once the
+// connections are closed, must show fewer rows read by sequential scans than
+// one scan of the grown table would read.
+func TestPostgresGroupsProbeTheIndex(t *testing.T) {
+	u, schema := testpg.Schema(t)
+	ctx := t.Context()
+	db, err := Open(ctx, u, slog.New(slog.DiscardHandler), MaxConns(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ids := seedTokens(t, db, 70)
+	rotate := func(i int) {
+		if err := db.Rotate(ctx, ids[i], time.Now().UTC(), nil, successor(fmt.Sprintf("s%d", i), ids[i])); err != nil {
+			t.Fatalf("rotation %d: %v", i, err)
+		}
+	}
+	for i := range 20 {
+		rotate(i)
+	}
+
+	admin, err := sql.Open("pgx", u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	const grown = 50_000
+	if _, err := admin.ExecContext(ctx, `INSERT INTO refresh_tokens (token_hash, user_id, family_id, expires_at, created_at)
+		SELECT sha256(g::text::bytea), 'u', 'f', now() + interval '1 hour', now() FROM generate_series(1, $1) g`, grown); err != nil {
+		t.Fatal(err)
+	}
+	for i := 20; i < 70; i++ {
+		rotate(i)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A backend reports its counters as it exits; wait for all 70 updates.
+	var updates, seqRead int64
+	for {
+		err := admin.QueryRowContext(ctx, `SELECT n_tup_upd, coalesce(seq_tup_read, 0) FROM pg_stat_user_tables
+			WHERE schemaname = $1 AND relname = 'refresh_tokens'`, schema).Scan(&updates, &seqRead)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if updates >= 70 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("PostgreSQL reported %d of the 70 updates before the test's deadline", updates)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if seqRead >= grown {
+		t.Errorf("sequential scans read %d rows of refresh_tokens over 50 groups on a table of %d rows: a group scanned the table instead of probing its primary key", seqRead, grown)
 	}
 }
