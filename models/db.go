@@ -42,7 +42,7 @@ type DB struct {
 // instance or three (bench/cluster.sh set-up, 50 clients, runs alternated):
 // the groups were half the size, so PostgreSQL did nearly twice the
 // statements, and its CPU per refresh went from about 107 to 130 us with one
-// instance and from 172 to 212 us with three; refreshes/s fell by 6 to 15 %.
+// instance and from 172 to 212 us with three; refreshes/s fell by 4 to 16 %.
 // Other instances' committers still write beside this one, which the
 // compare-and-swap keeps correct. SQLite has one writer, so one as well.
 const postgresCommitters = 1
