@@ -13,7 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// hotPath holds the statements of the refresh path, prepared once. They run
+// hotPath holds the statements of the refresh path, prepared once (but for
+// PostgreSQL's group statement, planned per group: see writePostgres). They run
 // on database/sql directly: gorm's reflection and SQL building cost more
 // than the queries themselves, and every microsecond the single SQLite write
 // connection is held is a microsecond no other rotation can use it.
@@ -48,7 +49,7 @@ VALUES (?, ?, ?, ?, ?, ?)`
 // statement, so one round trip and one implicit transaction: four per
 // rotation (BEGIN, UPDATE, INSERT, COMMIT) were most of the database's work
 // per refresh. The rotations come as parallel arrays, one element each, so
-// that one prepared statement serves every group size. The UPDATE is each
+// that one statement text serves every group size. The UPDATE is each
 // rotation's compare-and-swap; the INSERT stores the successor of exactly
 // the rotations whose swap won (joined on their position, ord), and the
 // statement returns those positions. Being one statement, it is atomic: a

@@ -8,10 +8,11 @@
 //
 //   - The refresh path (reading a token's state, the compare-and-swap that
 //     rotates it, the insert of its successor) runs database/sql statements
-//     prepared once at Open. It is the hot path: gorm's reflection and SQL
-//     building cost more than these queries, and on SQLite every
-//     microsecond the single write connection is held is one that no other
-//     rotation can use.
+//     prepared once at Open (PostgreSQL's statement for a group of
+//     rotations is planned per group instead, see writePostgres). It is the
+//     hot path: gorm's reflection and SQL building cost more than these
+//     queries, and on SQLite every microsecond the single write connection
+//     is held is one that no other rotation can use.
 //   - Everything else (registration, login, logout, the maintenance jobs)
 //     goes through gorm: a few calls a second at most, where the models'
 //     mapping, one placeholder style and gorm's error translation
