@@ -117,18 +117,31 @@ func (h *hotPath) close() error {
 
 // writeSQLite is the committer's groupWriter on SQLite: one transaction, in
 // which each rotation's compare-and-swap and insert run in the group's order.
+//
+// The statements run on a context that cannot end (sqliteContext), and the
+// group's own context, which carries its timeout, is checked between them.
 func (h *hotPath) writeSQLite(ctx context.Context, group []*rotation) ([]error, time.Duration, error) {
-	tx, err := h.write.BeginTx(ctx, nil)
+	run := sqliteContext(ctx)
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	tx, err := h.write.BeginTx(run, nil)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer tx.Rollback() // a no-op after Commit; on an error or a panic it frees the write connection
-	cas, insert := tx.StmtContext(ctx, h.casRotated), tx.StmtContext(ctx, h.insertSuccessor)
+	cas, insert := tx.StmtContext(run, h.casRotated), tx.StmtContext(run, h.insertSuccessor)
 	results := make([]error, len(group))
 	for i, r := range group {
-		if results[i], err = applyRotation(ctx, cas, insert, r); err != nil {
+		if err := ctx.Err(); err != nil {
 			return nil, 0, err
 		}
+		if results[i], err = applyRotation(run, cas, insert, r); err != nil {
+			return nil, 0, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
 	}
 	start := time.Now()
 	if err := tx.Commit(); err != nil {
@@ -136,6 +149,18 @@ func (h *hotPath) writeSQLite(ctx context.Context, group []*rotation) ([]error, 
 	}
 	return results, time.Since(start), nil
 }
+
+// sqliteContext returns ctx without its end (its cancellation and
+// deadline), for the statements of the refresh path on SQLite. Given a
+// context that can end, go-sqlite3 runs every statement and every step of
+// a result on a new goroutine and waits for it (to interrupt SQLite if the
+// context ends first), and database/sql starts a goroutine per transaction
+// and per result set to watch the context: some five goroutines and their
+// wake-ups per refresh, for in-process statements that take microseconds.
+// Their callers check their own context between statements instead; a
+// statement waiting for another process's write lock is bounded by
+// busy_timeout all the same.
+func sqliteContext(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 // applyRotation runs one rotation's compare-and-swap and, when it wins, the
 // insert of the successor. A lost compare-and-swap is the result ErrConflict,
@@ -243,6 +268,12 @@ func (db *DB) TokenByHash(ctx context.Context, hash []byte) (TokenState, error) 
 	var st TokenState
 	var rotated, revoked, sExpires, sRotated, sRevoked sql.NullTime
 	err := db.retry.do(ctx, "find refresh token", func(ctx context.Context, _ bool) error {
+		if db.dialect != "postgres" {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			ctx = sqliteContext(ctx)
+		}
 		err := db.hot.tokenState.QueryRowContext(ctx, hash).Scan(
 			&st.ID, &st.UserID, &st.FamilyID, &st.ExpiresAt, &rotated, &st.SuccessorHash,
 			&st.SuccessorSealed, &revoked, &st.Email, &sExpires, &sRotated, &sRevoked)
