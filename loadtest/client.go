@@ -145,7 +145,7 @@ func (c *client) do(ctx context.Context, method, path string, body any) (answer,
 		deadline = d
 	}
 	err := c.fc.DoDeadline(req, res, deadline)
-	if !stop() || ctx.Err() != nil {
+	if !stop() { // ctx ended: abort ran, or is running
 		return answer{}, ctx.Err()
 	}
 	if err != nil {

@@ -133,15 +133,12 @@ func (h *hotPath) writeSQLite(ctx context.Context, group []*rotation) ([]error, 
 	cas, insert := tx.StmtContext(run, h.casRotated), tx.StmtContext(run, h.insertSuccessor)
 	results := make([]error, len(group))
 	for i, r := range group {
-		if err := ctx.Err(); err != nil {
-			return nil, 0, err
-		}
 		if results[i], err = applyRotation(run, cas, insert, r); err != nil {
 			return nil, 0, err
 		}
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, 0, err
+		if err := ctx.Err(); err != nil { // the group's timeout, checked after each rotation
+			return nil, 0, err
+		}
 	}
 	start := time.Now()
 	if err := tx.Commit(); err != nil {
